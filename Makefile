@@ -1,0 +1,43 @@
+# salewatch: two commands for users (`make demo`, `make test`), the rest for developers.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) stack/devstack.py
+
+.PHONY: demo test lint unit stack-up stack-down stack-status venv clean
+
+venv: $(VENV)/.installed
+
+# Reinstall when the dependency list changes; a no-op otherwise.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+stack-up: venv
+	$(STACK) up
+
+stack-down:
+	$(PY) stack/devstack.py down
+
+stack-status: venv
+	$(STACK) status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+unit: venv
+	$(PY) -m pytest -m "not integration"
+
+## The main job: local stack, a worker and simulated Double 11 traffic.
+demo: stack-up
+	$(PY) -m streams.demo
+
+## The whole suite, setting up whatever is missing.
+test: stack-up lint
+	$(PY) -m pytest
+
+clean: stack-down
+	rm -rf $(VENV) .stack

@@ -1,0 +1,41 @@
+"""Builds the Faust app; the agents, tables and views live in their own modules."""
+
+from __future__ import annotations
+
+import faust
+
+from streams import ingest, web
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.topics import Topics
+from streams.web import WorkerStatus
+
+__all__ = ["build_app"]
+
+
+def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    metrics = metrics or Metrics(
+        max_stores=settings.max_store_labels, max_channels=settings.max_channel_labels
+    )
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store=settings.store,
+        datadir=settings.data_dir,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_linger_ms=5,
+        producer_max_request_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=max(4096, settings.batch_max_messages * 2),
+        broker_commit_interval=1.0,
+    )
+    topics = Topics.declare(app, settings)
+    status = WorkerStatus()
+    ingest.register(app, settings, topics, metrics, status)
+    web.register(app, metrics, status)
+    return app

@@ -1,0 +1,37 @@
+"""Stage 1 -> stage 2 routing by event content (docs/architecture.md).
+
+Producers may key their messages by store, user, anything or nothing. The pipeline re-keys
+every valid event by what it is about, so every copy of an event and every event of one
+order meet in one partition, and a flagship store spreads over all partitions.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from streams.events import EventBase
+
+__all__ = ["normalise", "partition_for", "routing_key"]
+
+_STOCK_TYPES = frozenset({"stock_snapshot", "restock", "stock_adjust"})
+
+
+def routing_key(event: EventBase) -> str:
+    order_id = getattr(event, "order_id", None)
+    if order_id is not None:
+        return f"o|{event.store_id}|{order_id}"
+    event_type = event.type  # type: ignore[attr-defined]
+    if event_type in _STOCK_TYPES:
+        return f"s|{event.store_id}|{event.sku}"  # type: ignore[attr-defined]
+    return f"e|{event.store_id}|{event.event_id}"
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable across processes and restarts (unlike hash())."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def normalise(event: EventBase) -> dict[str, Any]:
+    """The internal form: JSON types only, `ts` in epoch ms, money as decimal strings."""
+    return event.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,42 @@
+"""The Kafka topics of one app: inputs (CONTRACT.md §1), outputs (§4) and internal ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from faust.types import TopicT
+
+from streams.events import TopicKind
+from streams.settings import Settings
+
+__all__ = ["Topics"]
+
+
+@dataclass(frozen=True)
+class Topics:
+    inputs: dict[TopicKind, TopicT]
+    deadletter: TopicT
+    # stage 1 -> stage 2, keyed by the routing key (docs/architecture.md)
+    events: TopicT
+    windows: TopicT
+    alerts: TopicT
+
+    async def create_outputs(self) -> None:
+        """Create the output and internal topics if missing (Faust only does it for agents)."""
+        for topic in (self.deadletter, self.events, self.windows, self.alerts):
+            await topic.declare()
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings) -> Topics:
+        def raw(name: str, **options: object) -> TopicT:
+            return app.topic(name, key_type=bytes, value_type=bytes, **options)  # type: ignore[arg-type]
+
+        internal = {"partitions": settings.partitions}
+        return cls(
+            inputs={kind: raw(settings.input_topic(kind)) for kind in TopicKind},
+            deadletter=raw(settings.output_topic("deadletter"), **internal),
+            events=raw(settings.output_topic("events"), **internal),
+            windows=raw(settings.output_topic("windows"), **internal),
+            alerts=raw(settings.output_topic("alerts"), **internal),
+        )

@@ -1,0 +1,140 @@
+"""Run real salewatch workers as subprocesses against the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.stack import REPO, Stack
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Worker:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    target_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return http_get(self.url + path)
+
+    def metrics(self) -> str:
+        return self.get("/metrics")[1].decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.target_file.unlink(missing_ok=True)
+
+
+@dataclass
+class WorkerFactory:
+    """Workers of one test share an app id and fresh topic names (`names`)."""
+
+    stack: Stack
+    tmp: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    started: list[Worker] = field(default_factory=list)
+
+    @property
+    def topic_prefix(self) -> str:
+        return f"t{self.run_id}.shop."
+
+    @property
+    def output_prefix(self) -> str:
+        return f"t{self.run_id}.salewatch."
+
+    def input_topic(self, kind: str) -> str:
+        return self.topic_prefix + kind
+
+    def output_topic(self, name: str) -> str:
+        return self.output_prefix + name
+
+    def env(self, **settings: object) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SALEWATCH_KAFKA_BOOTSTRAP=self.stack.kafka_bootstrap,
+            SALEWATCH_APP_ID=f"salewatch-{self.run_id}",
+            SALEWATCH_TOPIC_PREFIX=self.topic_prefix,
+            SALEWATCH_OUTPUT_PREFIX=self.output_prefix,
+        )
+        env.update({f"SALEWATCH_{name.upper()}": str(value) for name, value in settings.items()})
+        return env
+
+    def start(self, wait_healthy: bool = True, **settings: object) -> Worker:
+        name = f"w{len(self.started)}"
+        port = free_port()
+        data_dir = self.tmp / name
+        log_path = self.tmp / f"{name}.log"
+        env = self.env(web_port=port, data_dir=data_dir, **settings)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "streams", "worker", "-l", "info"],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        target_file = self.stack.targets_dir / f"{self.run_id}-{name}.json"
+        target_file.write_text(
+            json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"run": self.run_id}}])
+        )
+        worker = Worker(name, port, process, log_path, target_file)
+        self.started.append(worker)
+        if wait_healthy:
+            self.wait_healthy(worker)
+        return worker
+
+    def wait_healthy(self, worker: Worker, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{worker.log()[-4000:]}")
+            try:
+                if worker.get("/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not healthy in {timeout}s:\n{worker.log()[-4000:]}")
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
