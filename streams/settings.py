@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
 
+    # HTTP ingest (POST /ingest/<topic>): bearer token (unset = ingest disabled), body limit
+    ingest_token: str | None = Field(None, min_length=16)
+    ingest_max_bytes: int = Field(1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+
     # event time
     window_ms: PositiveMs = 60_000
     grace_ms: Annotated[int, Field(ge=0)] = 30_000

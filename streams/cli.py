@@ -1,0 +1,33 @@
+"""The `salewatch` command: worker, simulate, emit."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each subcommand lives with its domain; its module offers add_arguments(parser) and run(args).
+SUBCOMMANDS = {
+    "simulate": ("simulator.cli", "generate Double 11 traffic with ground truth"),
+    "emit": ("sdk.cli", "send events from a JSON-lines file or stdin"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        # Faust owns the worker's command line (-l info, --web-port, ...).
+        from streams.__main__ import main as worker_main
+
+        sys.argv = ["salewatch", *argv]
+        worker_main()
+        return
+    parser = argparse.ArgumentParser(prog="salewatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("worker", help="run a worker (python -m streams worker)")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(commands.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    sys.exit(module.run(args))
