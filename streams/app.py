@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import faust
 
-from streams import ingest, web
+from streams import http_ingest, ingest, web
+from streams.funnel_agent import FunnelStage
+from streams.merge_agent import MergeStage
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
@@ -37,5 +39,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
     ingest.register(app, settings, topics, metrics, status)
+    FunnelStage(app, settings, topics, metrics).register()
+    merge = MergeStage(app, settings, topics, metrics)
+    merge.register()
     web.register(app, metrics, status)
+    http_ingest.register(app, settings, topics, metrics)
     return app

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     )
     dedup_horizon_ms: PositiveMs = 15 * 60_000
     max_future_ms: PositiveMs = 5 * 60_000
+    recent_windows: int = Field(60, ge=1, le=10_000, description="closed windows kept for the API")
 
     # the hot path: messages taken per batch and the longest wait for a batch to fill
     batch_max_messages: int = Field(2_000, ge=1, le=100_000)

@@ -19,12 +19,23 @@ class Topics:
     deadletter: TopicT
     # stage 1 -> stage 2, keyed by the routing key (docs/architecture.md)
     events: TopicT
+    # stage 2 -> stage 3: closed partial windows and watermarks, by store x channel
+    partials: TopicT
+    # stage 2 -> inventory: stock changes keyed by store_id|sku
+    stock: TopicT
     windows: TopicT
     alerts: TopicT
 
     async def create_outputs(self) -> None:
         """Create the output and internal topics if missing (Faust only does it for agents)."""
-        for topic in (self.deadletter, self.events, self.windows, self.alerts):
+        for topic in (
+            self.deadletter,
+            self.events,
+            self.partials,
+            self.stock,
+            self.windows,
+            self.alerts,
+        ):
             await topic.declare()
 
     @classmethod
@@ -37,6 +48,8 @@ class Topics:
             inputs={kind: raw(settings.input_topic(kind)) for kind in TopicKind},
             deadletter=raw(settings.output_topic("deadletter"), **internal),
             events=raw(settings.output_topic("events"), **internal),
+            partials=raw(settings.output_topic("partials"), **internal),
+            stock=raw(settings.output_topic("stock"), **internal),
             windows=raw(settings.output_topic("windows"), **internal),
             alerts=raw(settings.output_topic("alerts"), **internal),
         )

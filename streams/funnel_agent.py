@@ -1,0 +1,219 @@
+"""Stage 2 on Faust: the agent over the routed-events topic, its tables and its clock tick.
+
+Each batch is grouped by partition; each partition's state is loaded from its tables on
+first use after a rebalance, and each touched key is written once per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import AsyncIterable, Sequence
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT
+
+from streams.aggregates import WindowAggregate
+from streams.events import TOPIC_TYPES
+from streams.funnel import BatchOutcome, FunnelPartition, WindowKey
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.state import partitioned_table, writing_to
+from streams.stock_changes import stock_key
+from streams.topics import Topics
+
+__all__ = ["FunnelStage"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def partition_of(key: str, partitions: int) -> int:
+    return zlib.crc32(key.encode()) % partitions
+
+
+class FunnelStage:
+    def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics
+        n = settings.partitions
+        self.windows_table = partitioned_table(app, "funnel-windows", n)
+        self.orders_table = partitioned_table(app, "funnel-orders", n)
+        self.dedup_table = partitioned_table(app, "funnel-dedup", n)
+        self.clock_table = partitioned_table(app, "funnel-clock", n)
+        self.partitions: dict[int, FunnelPartition] = {}
+        self.dedup_keys: dict[int, dict[int, list[str]]] = {}  # partition -> bucket -> keys
+        self.batch_seq = 0
+        self.type_topic = {
+            event_type: settings.input_topic(kind)
+            for kind, types in TOPIC_TYPES.items()
+            for event_type in types
+        }
+
+    def register(self) -> None:
+        self.app.agent(self.topics.events, name="funnel")(self._agent)
+        self.app.timer(TICK_S, name="funnel-tick")(self.tick)
+        self.app.on_partitions_revoked.connect(self._forget_partitions)
+
+    async def _agent(self, stream: AsyncIterable[Any]) -> None:
+        s = self.settings
+        async for batch in stream.take_events(s.batch_max_messages, s.batch_within_ms / 1000):  # type: ignore[attr-defined]
+            await self.process(batch)
+
+    async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
+        # Reload from the tables after any rebalance: they are the truth, memory a cache.
+        self.partitions.clear()
+        self.dedup_keys.clear()
+
+    # --- loading --------------------------------------------------------------------
+    def partition_state(self, p: int) -> FunnelPartition:
+        state = self.partitions.get(p)
+        if state is None:
+            state = self.partitions[p] = self._load(p)
+        return state
+
+    def _load(self, p: int) -> FunnelPartition:
+        s = self.settings
+        state = FunnelPartition(p, s.window_ms, s.grace_ms, s.idle_ms, s.dedup_horizon_ms)
+        state.clock.last_event_wall_ms = state.clock.last_advance_wall_ms = _wall_ms()
+        raw_clock = self.clock_table.get(str(p))
+        if raw_clock is not None:
+            state.clock.stream_ms = orjson.loads(raw_clock)
+        prefix = f"{p}|"
+        for key, raw in list(self.windows_table.items()):
+            if key.startswith(prefix):
+                _, store_id, channel, start = key.split("|")
+                state.windows[store_id, channel, int(start)] = WindowAggregate.from_dict(
+                    orjson.loads(raw)
+                )
+        buckets: dict[int, list[str]] = defaultdict(list)
+        for key, raw in list(self.dedup_table.items()):
+            if key.startswith(prefix):
+                bucket = int(key.split("|")[1])
+                state.dedup.restore(bucket, orjson.loads(raw))
+                buckets[bucket].append(key)
+        self.dedup_keys[p] = buckets
+        return state
+
+    # --- the hot path ---------------------------------------------------------------
+    async def process(self, batch: Sequence[EventT]) -> None:
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for event in batch:
+            by_partition[event.message.partition].extend(orjson.loads(event.value))
+        wall_ms = _wall_ms()
+        for p, events in by_partition.items():
+            state = self.partition_state(p)
+            outcome = state.apply(events, self.orders_table, wall_ms)
+            with writing_to(p):
+                self._persist(p, state, outcome)
+                closed = self._close(p, state)
+            await self._send_stock_changes(outcome)
+            if closed:
+                await self._send_partials(p, state, closed)
+            self._count(outcome)
+
+    def _persist(self, p: int, state: FunnelPartition, outcome: BatchOutcome) -> None:
+        for store_id, channel, start in outcome.touched_windows:
+            aggregate = state.windows.get((store_id, channel, start))
+            if aggregate is not None:
+                key = f"{p}|{store_id}|{channel}|{start}"
+                self.windows_table[key] = orjson.dumps(aggregate.to_dict())
+        for key, order in outcome.touched_orders.items():
+            self.orders_table[key] = order.encode()
+        self.batch_seq += 1
+        keys = self.dedup_keys.setdefault(p, defaultdict(list))
+        for bucket, ids in state.dedup.take_added().items():
+            key = f"{p}|{bucket}|{self.batch_seq}"
+            self.dedup_table[key] = orjson.dumps(ids)
+            keys[bucket].append(key)
+        if state.clock.stream_ms is not None:
+            self.clock_table[str(p)] = orjson.dumps(state.clock.stream_ms)
+
+    def _close(self, p: int, state: FunnelPartition) -> list[tuple[WindowKey, WindowAggregate]]:
+        closed = state.close_due()
+        for store_id, channel, start in (key for key, _ in closed):
+            del self.windows_table[f"{p}|{store_id}|{channel}|{start}"]
+        if state.clock.stream_ms is not None:
+            keys = self.dedup_keys.get(p, {})
+            for bucket in state.dedup.expire(state.clock.stream_ms):
+                for key in keys.pop(bucket, []):
+                    del self.dedup_table[key]
+        return closed
+
+    async def _send_stock_changes(self, outcome: BatchOutcome) -> None:
+        if not outcome.stock_changes:
+            return
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for change in outcome.stock_changes:
+            by_partition[partition_of(stock_key(change), self.settings.partitions)].append(change)
+        for q, changes in by_partition.items():
+            await self.topics.stock.send(value=orjson.dumps(changes), partition=q)
+
+    async def _send_partials(
+        self, p: int, state: FunnelPartition, closed: list[tuple[WindowKey, WindowAggregate]]
+    ) -> None:
+        """Closed partials to the stage-3 partition of their store x channel, and a
+        watermark to every stage-3 partition (after the partials, in the same message)."""
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for (store_id, channel, start), aggregate in closed:
+            q = partition_of(f"{store_id}|{channel}", self.settings.partitions)
+            by_partition[q].append(
+                {"store_id": store_id, "channel": channel, "window_start": start,
+                 "agg": aggregate.to_dict()}
+            )  # fmt: skip
+        for q in range(self.settings.partitions):
+            await self._send_to_merge(p, state, q, by_partition.get(q, []))
+
+    async def _send_to_merge(
+        self, p: int, state: FunnelPartition, q: int, partials: list[dict[str, Any]]
+    ) -> None:
+        message = {
+            "source": p,
+            "closed_before": state.clock.closed_before_ms,
+            "idle": state.clock.is_idle(_wall_ms()),
+            "partials": partials,
+        }
+        await self.topics.partials.send(value=orjson.dumps(message), partition=q)
+
+    def _count(self, outcome: BatchOutcome) -> None:
+        m = self.metrics
+        store, channel = m.store_label, m.channel_label
+        for (store_id, ch, stage), n in outcome.funnel.items():
+            m.funnel_events.labels(store(store_id), channel(ch), stage).inc(n)
+        for (store_id, ch, currency), amount in outcome.gmv.items():
+            m.gmv.labels(store(store_id), channel(ch), currency).inc(float(amount))
+        for (store_id, ch), n in outcome.paid_orders.items():
+            m.paid_orders.labels(store(store_id), channel(ch)).inc(n)
+        for event_type, n in outcome.duplicates.items():
+            m.duplicates.labels(self.type_topic[event_type]).inc(n)
+        for event_type, n in outcome.late.items():
+            m.late_events.labels(self.type_topic[event_type]).inc(n)
+
+    # --- the clock tick: idle partitions advance, everyone reports a watermark ------
+    async def tick(self) -> None:
+        if self.app.rebalancing or self.app.in_recovery:
+            return
+        wall_ms = _wall_ms()
+        events_topic = self.topics.events.get_topic_name()
+        assigned = [
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == events_topic
+        ]
+        for p in assigned:
+            state = self.partition_state(p)
+            state.clock.advance_if_idle(wall_ms)
+            with writing_to(p):
+                closed = self._close(p, state)
+                if state.clock.stream_ms is not None:
+                    self.clock_table[str(p)] = orjson.dumps(state.clock.stream_ms)
+            await self._send_partials(p, state, closed)

@@ -1,0 +1,139 @@
+"""Stage 3 on Faust: the agent over the partials topic; emits each final window once to
+`salewatch.windows`, updates the window gauges and tells the window listeners (detectors)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT
+
+from streams.aggregates import STAGES, WindowAggregate
+from streams.funnel import WindowKey
+from streams.funnel_agent import partition_of
+from streams.merge import MergePartition, window_record
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.state import partitioned_table, writing_to
+from streams.topics import Topics
+
+__all__ = ["MergeStage", "WindowListener"]
+
+WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class MergeStage:
+    def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics
+        self.pending_table = partitioned_table(app, "merge-pending", settings.partitions)
+        self.watermark_table = partitioned_table(app, "merge-watermarks", settings.partitions)
+        self.partitions: dict[int, MergePartition] = {}
+        self.listeners: list[WindowListener] = []
+        # recent final windows per store x channel, for the HTTP API
+        self.recent: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+
+    def register(self) -> None:
+        self.app.agent(self.topics.partials, name="merge")(self._agent)
+        self.app.on_partitions_revoked.connect(self._forget_partitions)
+
+    async def _agent(self, stream: AsyncIterable[Any]) -> None:
+        s = self.settings
+        async for batch in stream.take_events(s.batch_max_messages, s.batch_within_ms / 1000):  # type: ignore[attr-defined]
+            await self.process(batch)
+
+    async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
+        self.partitions.clear()
+
+    def partition_state(self, q: int) -> MergePartition:
+        state = self.partitions.get(q)
+        if state is None:
+            state = self.partitions[q] = self._load(q)
+        return state
+
+    def _load(self, q: int) -> MergePartition:
+        n = self.settings.partitions
+        state = MergePartition(q, n)
+        raw = self.watermark_table.get(str(q))
+        if raw is not None:
+            saved = orjson.loads(raw)
+            state.final_before = saved["final_before"]
+            state.watermarks = {int(p): (c, idle) for p, (c, idle) in saved["sources"].items()}
+        for key, value in list(self.pending_table.items()):
+            store_id, channel, start = key.split("|")
+            if partition_of(f"{store_id}|{channel}", n) == q:
+                partials = orjson.loads(value)
+                state.pending[store_id, channel, int(start)] = {
+                    int(p): agg for p, agg in partials.items()
+                }
+        return state
+
+    async def process(self, batch: Sequence[EventT]) -> None:
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for event in batch:
+            by_partition[event.message.partition].append(orjson.loads(event.value))
+        for q, messages in by_partition.items():
+            state = self.partition_state(q)
+            touched: set[WindowKey] = set()
+            late_events = 0
+            for message in messages:
+                keys, late = state.add(message)
+                touched |= keys
+                late_events += late
+            final = state.finalize()
+            with writing_to(q):
+                self._persist(state, touched, final)
+            if late_events:
+                self.metrics.late_events.labels(self.topics.partials.get_topic_name()).inc(
+                    late_events
+                )
+            for key, aggregate in final:
+                await self._emit(key, aggregate)
+
+    def _persist(
+        self,
+        state: MergePartition,
+        touched: set[WindowKey],
+        final: list[tuple[WindowKey, WindowAggregate]],
+    ) -> None:
+        for key in touched:
+            if key in state.pending:
+                self.pending_table["|".join(map(str, key))] = orjson.dumps(
+                    {str(p): agg for p, agg in state.pending[key].items()}
+                )
+        for key, _ in final:
+            self.pending_table.pop("|".join(map(str, key)), None)
+        self.watermark_table[str(state.partition)] = orjson.dumps(
+            {
+                "final_before": state.final_before,
+                "sources": {str(p): list(mark) for p, mark in state.watermarks.items()},
+            }
+        )
+
+    async def _emit(self, key: WindowKey, aggregate: WindowAggregate) -> None:
+        record = window_record(key, self.settings.window_ms, aggregate)
+        store_id, channel, _ = key
+        await self.topics.windows.send(key=f"{store_id}|{channel}".encode(),
+                                       value=orjson.dumps(record))  # fmt: skip
+        recent = self.recent[store_id, channel]
+        recent.append(record)
+        del recent[: -self.settings.recent_windows]
+        self._count(record)
+        for listener in self.listeners:
+            await listener(record)
+
+    def _count(self, record: dict[str, Any]) -> None:
+        m = self.metrics
+        store = m.store_label(record["store_id"])
+        channel = m.channel_label(record["channel"])
+        for stage in STAGES:
+            m.window_users.labels(store, channel, stage).set(record["users"][stage])
+        for stage, ratio in record["conversion"].items():
+            if ratio is not None:
+                m.conversion.labels(store, channel, stage).set(ratio)
+        m.windows_closed.inc()

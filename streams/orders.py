@@ -1,0 +1,98 @@
+"""The order state machine (CONTRACT.md §3): per order, in any arrival order and however
+often events repeat, the order counts once, pays once (GMV once), holds stock once and
+releases it once.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["OrderFlag", "OrderState", "StockMove", "apply_order_event"]
+
+
+class OrderFlag(enum.IntFlag):
+    NEW = 0
+    CREATED = 1
+    PAID = 2
+    CANCELLED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StockMove:
+    """A change of available stock caused by an order: -qty held, +qty released."""
+
+    change_id: str
+    sku: str
+    qty: int
+    ts_ms: int
+
+
+@dataclass
+class OrderState:
+    flags: OrderFlag = OrderFlag.NEW
+    # Kept only while a cancellation waits for its order_created (arrived out of order).
+    cancel_ts_ms: int | None = None
+    cancel_lines: list[list[Any]] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return orjson.dumps([int(self.flags), self.cancel_ts_ms, self.cancel_lines])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> OrderState:
+        flags, cancel_ts_ms, cancel_lines = orjson.loads(raw)
+        return cls(OrderFlag(flags), cancel_ts_ms, cancel_lines)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutcome:
+    first_created: bool = False
+    first_paid: bool = False
+    stock_moves: tuple[StockMove, ...] = ()
+
+
+def _qty_by_sku(lines: list[Any]) -> dict[str, int]:
+    """Lines as dicts (events) or [sku, qty] pairs (state) -> qty per sku."""
+    totals: dict[str, int] = {}
+    for line in lines:
+        sku, qty = (line["sku"], line["qty"]) if isinstance(line, dict) else line
+        totals[sku] = totals.get(sku, 0) + qty
+    return totals
+
+
+def _moves(order_id: str, kind: str, lines: list[Any], sign: int, ts_ms: int) -> list[StockMove]:
+    return [
+        StockMove(f"{kind}:{order_id}:{sku}", sku, sign * qty, ts_ms)
+        for sku, qty in _qty_by_sku(lines).items()
+    ]
+
+
+def apply_order_event(state: OrderState, event: dict[str, Any]) -> OrderOutcome:
+    """Advance the state with one (deduplicated) order event; returns what it causes."""
+    event_type = event["type"]
+    order_id = event["order_id"]
+    ts_ms = event["ts"]
+    if event_type == "order_created" and not state.flags & OrderFlag.CREATED:
+        state.flags |= OrderFlag.CREATED
+        moves = _moves(order_id, "hold", event["lines"], -1, ts_ms)
+        if state.flags & OrderFlag.CANCELLED:
+            # The cancellation came first: the hold happened and was given back, in event time.
+            assert state.cancel_ts_ms is not None
+            moves += _moves(order_id, "release", state.cancel_lines, +1, state.cancel_ts_ms)
+            state.cancel_ts_ms, state.cancel_lines = None, []
+        return OrderOutcome(first_created=True, stock_moves=tuple(moves))
+    if event_type == "order_paid" and not state.flags & OrderFlag.PAID:
+        state.flags |= OrderFlag.PAID
+        return OrderOutcome(first_paid=True)
+    if event_type == "order_cancelled" and not state.flags & OrderFlag.CANCELLED:
+        state.flags |= OrderFlag.CANCELLED
+        if state.flags & OrderFlag.CREATED:
+            return OrderOutcome(
+                stock_moves=tuple(_moves(order_id, "release", event["lines"], +1, ts_ms))
+            )
+        state.cancel_ts_ms = ts_ms
+        state.cancel_lines = [[sku, qty] for sku, qty in _qty_by_sku(event["lines"]).items()]
+    return OrderOutcome()
