@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 stack-up: venv
 	$(STACK) up
 
+# devstack.py is stdlib-only: stopping needs no venv (so `make clean` works without one).
 stack-down:
-	$(PY) stack/devstack.py down
+	$(PYTHON) stack/devstack.py down
 
 stack-status: venv
 	$(STACK) status
