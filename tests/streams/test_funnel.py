@@ -1,0 +1,118 @@
+"""Stage 2 and stage 3 logic without a broker."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from streams.aggregates import WindowAggregate
+from streams.funnel import FunnelPartition
+from streams.merge import MergePartition, window_record
+
+W = 60_000
+
+
+def ev(event_type: str, ts: int, event_id: str, **fields: Any) -> dict[str, Any]:
+    base = {"type": event_type, "ts": ts, "event_id": event_id, "store_id": "s1",
+            "channel": "app", "user_id": fields.pop("user_id", "u1")}  # fmt: skip
+    if event_type.startswith("order") or event_type == "payment_failed":
+        base |= {"order_id": "o1", "lines": [{"sku": "A", "qty": 1}], "amount": "10.50",
+                 "currency": "CNY"}  # fmt: skip
+    return base | fields
+
+
+def partition(grace_ms: int = 30_000) -> FunnelPartition:
+    return FunnelPartition(0, W, grace_ms, idle_ms=10_000, dedup_horizon_ms=900_000)
+
+
+def test_stages_duplicates_and_order_state() -> None:
+    stage2 = partition()
+    events = [
+        ev("impression", 1_000, "e1"), ev("impression", 2_000, "e2", user_id="u2"),
+        ev("impression", 1_000, "e1"),  # duplicate
+        ev("click", 3_000, "e3"), ev("cart_add", 4_000, "e4"), ev("cart_remove", 4_500, "e5"),
+        ev("order_created", 5_000, "e6"), ev("order_created", 5_100, "e7"),  # same order again
+        ev("payment_failed", 5_500, "e8"), ev("order_paid", 6_000, "e9"),
+        ev("order_paid", 6_100, "e10"), ev("refund_requested", 7_000, "e11", order_id="o1"),
+    ]  # fmt: skip
+    outcome = stage2.apply(events, orders={}, wall_ms=0)
+    assert outcome.duplicates == {"impression": 1}
+    [(key, aggregate)] = stage2.windows.items()
+    assert key == ("s1", "app", 0)
+    assert aggregate.counts == {"impression": 2, "click": 1, "cart": 1, "order": 1, "pay": 1}
+    assert aggregate.unique_users("impression")[0] == 2
+    assert aggregate.gmv == {"CNY": Decimal("10.50")}
+    assert (aggregate.paid_orders, aggregate.payment_failed, aggregate.refund_requested) == (
+        1, 1, 1,
+    )  # fmt: skip
+    assert [c["kind"] for c in outcome.stock_changes] == ["hold"]
+
+
+def test_late_events_are_counted_not_added_but_still_move_stock() -> None:
+    stage2 = partition(grace_ms=10_000)
+    stage2.apply([ev("click", 1_000, "a"), ev("click", 75_000, "b")], orders={}, wall_ms=0)
+    closed = stage2.close_due()
+    assert [key for key, _ in closed] == [("s1", "app", 0)]
+    outcome = stage2.apply(
+        [ev("click", 2_000, "c"), ev("order_created", 3_000, "d")], orders={}, wall_ms=0
+    )
+    assert outcome.late == {"click": 1, "order_created": 1}
+    assert ("s1", "app", 0) not in stage2.windows
+    assert [c["kind"] for c in outcome.stock_changes] == ["hold"]
+
+
+def partial_message(
+    source: int, closed_before: int | None, idle: bool = False, counts: dict[str, int] | None = None
+) -> dict[str, Any]:
+    agg = WindowAggregate()
+    for stage, n in (counts or {}).items():
+        for i in range(n):
+            agg.add_stage(stage, f"u{source}-{i}")
+    partials = [{"store_id": "s1", "channel": "app", "window_start": 0, "agg": agg.to_dict()}]
+    return {"source": source, "closed_before": closed_before, "idle": idle,
+            "partials": partials if counts else []}  # fmt: skip
+
+
+def test_merge_waits_for_every_source_then_emits_once() -> None:
+    merge = MergePartition(partition=0, sources=2)
+    merge.add(partial_message(0, W, counts={"click": 3}))
+    assert merge.finalize() == []  # source 1 has not reported
+    merge.add(partial_message(1, 0))
+    assert merge.finalize() == []  # source 1 has not closed the window yet
+    merge.add(partial_message(1, W, counts={"click": 2, "impression": 4}))
+    [(key, aggregate)] = merge.finalize()
+    assert key == ("s1", "app", 0)
+    assert aggregate.counts["click"] == 5
+    assert aggregate.unique_users("click")[0] == 5
+    assert merge.finalize() == []
+    # a partial re-sent after the window was emitted is late, never a second result
+    _, late = merge.add(partial_message(0, W, counts={"click": 3}))
+    assert late == 3
+    assert merge.finalize() == []
+
+
+def test_idle_sources_do_not_hold_the_frontier() -> None:
+    merge = MergePartition(partition=0, sources=3)
+    merge.add(partial_message(0, 2 * W, counts={"click": 1}))
+    merge.add(partial_message(1, None, idle=True))
+    merge.add(partial_message(2, W, idle=True))
+    assert merge.frontier() == 2 * W
+    merge.add(partial_message(1, None, idle=False))  # active, but nothing seen yet
+    assert merge.frontier() is None
+
+
+def test_window_record_rates() -> None:
+    agg = WindowAggregate()
+    for stage, n in {"impression": 100, "click": 10, "cart": 4, "order": 2, "pay": 1}.items():
+        for i in range(n):
+            agg.add_stage(stage, f"u{i}")
+    agg.add_payment(Decimal("99.99"), "CNY")
+    agg.payment_failed = 3
+    agg.refund_requested = 1
+    record = window_record(("s1", "app", 0), W, agg)
+    assert record["conversion"] == {"click": 0.1, "cart": 0.4, "order": 0.5, "pay": 0.5}
+    assert record["payment_failure_rate"] == 0.75
+    assert record["refund_rate"] == 1.0
+    assert record["gmv"] == {"CNY": "99.99"} and record["aov"] == {"CNY": "99.99"}
+    assert record["users_lower"]["impression"] <= 100 <= record["users_upper"]["impression"]
+    assert record["window_end"] == W
