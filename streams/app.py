@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from streams import http_ingest, ingest, web
+from streams import funnel_api, http_ingest, ingest, web
 from streams.funnel_agent import FunnelStage
 from streams.merge_agent import MergeStage
 from streams.metrics import Metrics
@@ -39,9 +39,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
     ingest.register(app, settings, topics, metrics, status)
-    FunnelStage(app, settings, topics, metrics).register()
+    funnel = FunnelStage(app, settings, topics, metrics)
+    funnel.register()
     merge = MergeStage(app, settings, topics, metrics)
     merge.register()
     web.register(app, metrics, status)
+    funnel_api.register(app, funnel, merge)
     http_ingest.register(app, settings, topics, metrics)
     return app

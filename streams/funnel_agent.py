@@ -122,6 +122,7 @@ class FunnelStage:
             if closed:
                 await self._send_partials(p, state, closed)
             self._count(outcome)
+            self.metrics.processed.labels("funnel").inc(len(events))
 
     def _persist(self, p: int, state: FunnelPartition, outcome: BatchOutcome) -> None:
         for store_id, channel, start in outcome.touched_windows:

@@ -98,6 +98,7 @@ class Ingestor:
     ) -> None:
         m = self._metrics
         now = time.time()
+        m.processed.labels("ingest").inc(sum(events.values()))
         for topic, n in messages.items():
             m.messages.labels(topic).inc(n)
         for (topic, event_type), n in events.items():

@@ -86,6 +86,12 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.processed = Counter(
+            "salewatch_processed_events",
+            "Events through each pipeline step (ingest, funnel), duplicates included",
+            ["step"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "salewatch_consumer_lag_messages",
             "Messages behind the end of the input topic, summed over this worker's partitions",

@@ -44,12 +44,14 @@ class Topics:
             return app.topic(name, key_type=bytes, value_type=bytes, **options)  # type: ignore[arg-type]
 
         internal = {"partitions": settings.partitions}
+        # internal=True: Faust creates them before its consumer subscribes to them
+        routed = {"partitions": settings.partitions, "internal": True}
         return cls(
             inputs={kind: raw(settings.input_topic(kind)) for kind in TopicKind},
             deadletter=raw(settings.output_topic("deadletter"), **internal),
-            events=raw(settings.output_topic("events"), **internal),
-            partials=raw(settings.output_topic("partials"), **internal),
-            stock=raw(settings.output_topic("stock"), **internal),
+            events=raw(settings.output_topic("events"), **routed),
+            partials=raw(settings.output_topic("partials"), **routed),
+            stock=raw(settings.output_topic("stock"), **routed),
             windows=raw(settings.output_topic("windows"), **internal),
             alerts=raw(settings.output_topic("alerts"), **internal),
         )

@@ -98,7 +98,10 @@ class WorkerFactory:
         env.update({f"SALEWATCH_{name.upper()}": str(value) for name, value in settings.items()})
         return env
 
-    def start(self, wait_healthy: bool = True, **settings: object) -> Worker:
+    def start(
+        self, wait_healthy: bool = True, module: str = "streams", **settings: object
+    ) -> Worker:
+        """Start `python -m <module> worker`: a salewatch worker, or another Faust app."""
         name = f"w{len(self.started)}"
         port = free_port()
         data_dir = self.tmp / name
@@ -106,7 +109,7 @@ class WorkerFactory:
         env = self.env(web_port=port, data_dir=data_dir, **settings)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "-l", "info"],
+                [sys.executable, "-m", module, "worker", "-l", "info"],
                 cwd=REPO,
                 env=env,
                 stdout=log,
@@ -119,16 +122,16 @@ class WorkerFactory:
         worker = Worker(name, port, process, log_path, target_file)
         self.started.append(worker)
         if wait_healthy:
-            self.wait_healthy(worker)
+            self.wait_healthy(worker, "/health" if module == "streams" else "/count")
         return worker
 
-    def wait_healthy(self, worker: Worker, timeout: float = 60.0) -> None:
+    def wait_healthy(self, worker: Worker, path: str = "/health", timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if worker.process.poll() is not None:
                 raise AssertionError(f"worker exited early:\n{worker.log()[-4000:]}")
             try:
-                if worker.get("/health")[0] == 200:
+                if worker.get(path)[0] == 200:
                     return
             except OSError:
                 pass

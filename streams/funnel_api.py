@@ -1,0 +1,54 @@
+"""GET /api/windows/{store_id}/{channel}: the open and recent closed windows.
+
+Closed windows are answered by the worker that merges that store x channel (others
+redirect there). The open window is merged from the stage-2 partitions this worker holds,
+and says which ones (`open_partitions`): with one worker it is complete; with several, the
+Prometheus counters summed over workers are the live total.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.aggregates import WindowAggregate
+from streams.funnel_agent import FunnelStage, partition_of
+from streams.merge import window_record
+from streams.merge_agent import MergeStage
+from streams.ownership import redirect_or_none
+
+__all__ = ["register"]
+
+
+def open_windows(funnel: FunnelStage, store_id: str, channel: str) -> list[dict[str, Any]]:
+    merged: dict[int, WindowAggregate] = {}
+    for state in funnel.partitions.values():
+        for (store, ch, start), aggregate in state.windows.items():
+            if store == store_id and ch == channel:
+                merged.setdefault(start, WindowAggregate()).merge(aggregate)
+    window_ms = funnel.settings.window_ms
+    return [
+        window_record((store_id, channel, start), window_ms, merged[start])
+        for start in sorted(merged)
+    ]
+
+
+def register(app: faust.App, funnel: FunnelStage, merge: MergeStage) -> None:
+    @app.page("/api/windows/{store_id}/{channel}")
+    async def windows(web: View, request: Request, store_id: str, channel: str) -> Response:
+        q = partition_of(f"{store_id}|{channel}", funnel.settings.partitions)
+        elsewhere = redirect_or_none(app, merge.pending_table, q, web, request)
+        if elsewhere is not None:
+            return elsewhere
+        return web.json(
+            {
+                "store_id": store_id,
+                "channel": channel,
+                "open": open_windows(funnel, store_id, channel),
+                "open_partitions": sorted(funnel.partitions),
+                "partitions": funnel.settings.partitions,
+                "closed": merge.recent.get((store_id, channel), []),
+            }
+        )
