@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterable, Sequence
 from typing import Any
@@ -20,7 +19,9 @@ from faust.types import EventT
 from streams.aggregates import WindowAggregate
 from streams.events import TOPIC_TYPES
 from streams.funnel import BatchOutcome, FunnelPartition, WindowKey
+from streams.merge import merge_partition
 from streams.metrics import Metrics
+from streams.routing import partition_for
 from streams.settings import Settings
 from streams.state import partitioned_table, writing_to
 from streams.stock_changes import stock_key
@@ -35,10 +36,6 @@ TICK_S = 1.0
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def partition_of(key: str, partitions: int) -> int:
-    return zlib.crc32(key.encode()) % partitions
 
 
 class FunnelStage:
@@ -157,18 +154,18 @@ class FunnelStage:
             return
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for change in outcome.stock_changes:
-            by_partition[partition_of(stock_key(change), self.settings.partitions)].append(change)
+            by_partition[partition_for(stock_key(change), self.settings.partitions)].append(change)
         for q, changes in by_partition.items():
             await self.topics.stock.send(value=orjson.dumps(changes), partition=q)
 
     async def _send_partials(
         self, p: int, state: FunnelPartition, closed: list[tuple[WindowKey, WindowAggregate]]
     ) -> None:
-        """Closed partials to the stage-3 partition of their store x channel, and a
+        """Closed partials to the stage-3 partition of their store, and a
         watermark to every stage-3 partition (after the partials, in the same message)."""
         by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for (store_id, channel, start), aggregate in closed:
-            q = partition_of(f"{store_id}|{channel}", self.settings.partitions)
+            q = merge_partition(store_id, self.settings.partitions)
             by_partition[q].append(
                 {"store_id": store_id, "channel": channel, "window_start": start,
                  "agg": aggregate.to_dict()}

@@ -1,6 +1,6 @@
 """GET /api/windows/{store_id}/{channel}: the open and recent closed windows.
 
-Closed windows are answered by the worker that merges that store x channel (others
+Closed windows are answered by the worker that merges that store (others
 redirect there). The open window is merged from the stage-2 partitions this worker holds,
 and says which ones (`open_partitions`): with one worker it is complete; with several, the
 Prometheus counters summed over workers are the live total.
@@ -14,8 +14,8 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.aggregates import WindowAggregate
-from streams.funnel_agent import FunnelStage, partition_of
-from streams.merge import window_record
+from streams.funnel_agent import FunnelStage
+from streams.merge import merge_partition, window_record
 from streams.merge_agent import MergeStage
 from streams.ownership import redirect_or_none
 
@@ -38,7 +38,7 @@ def open_windows(funnel: FunnelStage, store_id: str, channel: str) -> list[dict[
 def register(app: faust.App, funnel: FunnelStage, merge: MergeStage) -> None:
     @app.page("/api/windows/{store_id}/{channel}")
     async def windows(web: View, request: Request, store_id: str, channel: str) -> Response:
-        q = partition_of(f"{store_id}|{channel}", funnel.settings.partitions)
+        q = merge_partition(store_id, funnel.settings.partitions)
         elsewhere = redirect_or_none(app, merge.pending_table, q, web, request)
         if elsewhere is not None:
             return elsewhere

@@ -1,4 +1,4 @@
-"""Stage 3: merge per-partition partials by store x channel into final windows (phase 2).
+"""Stage 3: merge per-partition partials into final store x channel windows (phase 2).
 
 A window is final once every stage-2 partition's watermark has passed it. Idle partitions
 do not hold the frontier back (they report `idle`); a partition that is active but has not
@@ -15,10 +15,17 @@ from typing import Any
 
 from streams.aggregates import STAGES, WindowAggregate
 from streams.funnel import WindowKey
+from streams.routing import partition_for
 
-__all__ = ["MergePartition", "window_record"]
+__all__ = ["MergePartition", "merge_partition", "window_record"]
 
 CENT = Decimal("0.01")
+
+
+def merge_partition(store_id: str, partitions: int) -> int:
+    """Stage 3 is partitioned by store, so store-level detectors see all its channels.
+    Its input is one small record per closed partial window: no hot-key risk."""
+    return partition_for(store_id, partitions)
 
 
 @dataclass

@@ -13,16 +13,19 @@ from faust.types import EventT
 
 from streams.aggregates import STAGES, WindowAggregate
 from streams.funnel import WindowKey
-from streams.funnel_agent import partition_of
-from streams.merge import MergePartition, window_record
+from streams.merge import MergePartition, merge_partition, window_record
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
 
-__all__ = ["MergeStage", "WindowListener"]
+__all__ = ["FrontierListener", "MergeStage", "WindowListener"]
 
+# called with each final window record, once
 WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
+# called with (stage-3 partition, frontier) when every window starting before the frontier
+# is final there: a store x channel with no window in between had no events at all
+FrontierListener = Callable[[int, int], Awaitable[None]]
 
 
 class MergeStage:
@@ -35,6 +38,7 @@ class MergeStage:
         self.watermark_table = partitioned_table(app, "merge-watermarks", settings.partitions)
         self.partitions: dict[int, MergePartition] = {}
         self.listeners: list[WindowListener] = []
+        self.frontier_listeners: list[FrontierListener] = []
         # recent final windows per store x channel, for the HTTP API
         self.recent: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
 
@@ -66,7 +70,7 @@ class MergeStage:
             state.watermarks = {int(p): (c, idle) for p, (c, idle) in saved["sources"].items()}
         for key, value in list(self.pending_table.items()):
             store_id, channel, start = key.split("|")
-            if partition_of(f"{store_id}|{channel}", n) == q:
+            if merge_partition(store_id, n) == q:
                 partials = orjson.loads(value)
                 state.pending[store_id, channel, int(start)] = {
                     int(p): agg for p, agg in partials.items()
@@ -79,6 +83,7 @@ class MergeStage:
             by_partition[event.message.partition].append(orjson.loads(event.value))
         for q, messages in by_partition.items():
             state = self.partition_state(q)
+            frontier_before = state.final_before
             touched: set[WindowKey] = set()
             late_events = 0
             for message in messages:
@@ -94,6 +99,9 @@ class MergeStage:
                 )
             for key, aggregate in final:
                 await self._emit(key, aggregate)
+            if state.final_before is not None and state.final_before != frontier_before:
+                for frontier_listener in self.frontier_listeners:
+                    await frontier_listener(q, state.final_before)
 
     def _persist(
         self,
