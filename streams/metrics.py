@@ -10,6 +10,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -51,6 +52,7 @@ class Metrics:
         self.store_label = LabelCap(max_stores)
         self.channel_label = LabelCap(max_channels)
         r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes & co, per worker
 
         # ingest
         self.messages = Counter(
