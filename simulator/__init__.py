@@ -1,0 +1,49 @@
+"""The Double 11 scenario generator, with ground truth computed while it generates.
+
+from simulator import ScenarioConfig, Incident, generate, batches
+scenario = generate(ScenarioConfig(seed=7, incidents=(Incident("sellout", 300, 480),)))
+scenario.deliveries      # (topic suffix, key, event) in delivery order
+scenario.truth           # windows, late events, duplicates, inventory, expected alerts
+"""
+
+from simulator.batching import Batch, batches
+from simulator.config import (
+    CHANNELS,
+    FlashSale,
+    FunnelRates,
+    Incident,
+    IncidentKind,
+    KeyMode,
+    ScenarioConfig,
+)
+from simulator.errors import SimulatorError
+from simulator.generator import generate
+from simulator.producer import ProduceReport, produce
+from simulator.scenario import Delivery, Scenario
+from simulator.truth import ExpectedAlert, GroundTruth, WindowTruth
+from simulator.writers import read_jsonl, read_truth, write_jsonl, write_truth
+
+__all__ = [
+    "CHANNELS",
+    "Batch",
+    "Delivery",
+    "ExpectedAlert",
+    "FlashSale",
+    "FunnelRates",
+    "GroundTruth",
+    "Incident",
+    "IncidentKind",
+    "KeyMode",
+    "ProduceReport",
+    "Scenario",
+    "ScenarioConfig",
+    "SimulatorError",
+    "WindowTruth",
+    "batches",
+    "generate",
+    "produce",
+    "read_jsonl",
+    "read_truth",
+    "write_jsonl",
+    "write_truth",
+]

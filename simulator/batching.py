@@ -1,0 +1,100 @@
+"""Kafka messages from deliveries: JSON arrays of events of one topic and key.
+
+A message holds consecutive deliveries of one topic and key. With `linger_ms` > 0 (the
+default, like a producer's linger) the deliveries of one topic and key that arrive within
+`linger_ms` of the batch's first one (on the delivery-time scale) share a message even when
+other keys come between; per topic and key the order is kept, and no event moves more than
+`linger_ms` against the others. `linger_ms=0` groups strictly consecutive runs only.
+Limits (CONTRACT.md §1): at most 10,000 events and 1 MiB per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from simulator.errors import SimulatorError
+from simulator.scenario import Scenario
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "Batch", "batches"]
+
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 1024 * 1024
+# default bytes per message: under 1 MiB so that key and record overhead still fit a
+# broker's default message.max.bytes (1 MiB + 12) even without compression
+_DEFAULT_MAX_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One Kafka message: `value` is the JSON array of `events`."""
+
+    topic: str
+    key: bytes | None
+    events: list[dict[str, Any]]
+    value: bytes
+    first_at_ms: int  # delivery time of the first event (for pacing)
+
+
+class _Open:
+    __slots__ = ("events", "first_at_ms", "parts", "size")
+
+    def __init__(self, first_at_ms: int) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.parts: list[bytes] = []
+        self.size = 1  # "[" and "]" with n-1 commas: 1 + sum(len(part) + 1)
+        self.first_at_ms = first_at_ms
+
+
+def batches(
+    scenario: Scenario,
+    max_events: int = 500,
+    max_bytes: int = _DEFAULT_MAX_BYTES,
+    linger_ms: int = 1000,
+) -> list[Batch]:
+    """Group the deliveries into messages, in the order to produce them."""
+    if not 1 <= max_events <= MAX_BATCH_EVENTS:
+        raise SimulatorError(f"max_events must be in 1..{MAX_BATCH_EVENTS}")
+    if not 2 < max_bytes <= MAX_BATCH_BYTES:
+        raise SimulatorError(f"max_bytes must be in 3..{MAX_BATCH_BYTES}")
+    if linger_ms < 0:
+        raise SimulatorError("linger_ms must be >= 0")
+    out: list[Batch] = []
+    opened: dict[tuple[str, bytes | None], _Open] = {}  # oldest first
+    dumps = orjson.dumps
+
+    def flush(slot: tuple[str, bytes | None]) -> None:
+        batch = opened.pop(slot)
+        value = b"[" + b",".join(batch.parts) + b"]"
+        out.append(Batch(slot[0], slot[1], batch.events, value, batch.first_at_ms))
+
+    for (topic, key, event), at in zip(scenario.deliveries, scenario.delivered_at_ms, strict=True):
+        slot = (topic, key)
+        if linger_ms:
+            while opened:
+                oldest = next(iter(opened))
+                if opened[oldest].first_at_ms + linger_ms > at:
+                    break
+                flush(oldest)
+        else:
+            for other in [other for other in opened if other != slot]:
+                flush(other)
+        part = dumps(event)
+        if len(part) + 2 > max_bytes:
+            raise SimulatorError(f"event {event.get('event_id')} alone is over {max_bytes} bytes")
+        current = opened.get(slot)
+        if current is not None and (
+            len(current.events) >= max_events or current.size + len(part) + 1 > max_bytes
+        ):
+            flush(slot)
+            current = None
+        if current is None:
+            current = opened[slot] = _Open(at)
+        current.events.append(event)
+        current.parts.append(part)
+        current.size += len(part) + 1
+    for slot in list(opened):
+        flush(slot)
+    return out

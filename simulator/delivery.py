@@ -1,0 +1,85 @@
+"""Delivery order: what arrives when, with out-of-order, late and duplicate events.
+
+Every event gets a delivery time (on the event-time scale):
+- most are delivered at their ts;
+- out-of-order ones (and every duplicate copy) less than grace/2 after their ts, so at
+  their delivery no event with ts beyond their window's end + grace can have arrived:
+  never late, in any partition;
+- late ones (clicks, carts, orders, after-sales; never inventory) at their window's end
+  + 3x grace + up to one grace, and only where the stream goes on for at least one grace
+  more: by then every partition with a share of the traffic has passed their window's
+  end + grace, so they are late whatever the partitioning.
+Deliveries are ordered by delivery time, ties by ts.
+"""
+
+from __future__ import annotations
+
+import random
+from operator import itemgetter
+from typing import Any
+
+from simulator.clock import window_start_ms
+from simulator.config import KeyMode, ScenarioConfig
+from simulator.sink import Record
+from simulator.topics import INVENTORY
+
+__all__ = ["Scheduled", "schedule"]
+
+_RANDOM_KEYS = 16
+
+
+# (delivered_at_ms, ts_ms, topic index, key, event, is a duplicate copy, scheduled late)
+Scheduled = tuple[int, int, int, bytes | None, dict[str, Any], bool, bool]
+
+
+def schedule(records: list[Record], config: ScenarioConfig, rng: random.Random) -> list[Scheduled]:
+    """`records` sorted by ts; returns every delivery in delivery order."""
+    rnd = rng.random
+    grace = config.grace_ms
+    window = config.window_ms
+    max_delay = max(0, (grace - 1) // 2)  # < grace / 2
+    late_span = max(grace, 1)
+    late_before = config.end_ms - 4 * grace - late_span  # window end must be <= this
+    p_late = config.late_rate
+    p_shuffled = p_late + config.out_of_order_rate
+    p_duplicate = config.duplicate_rate
+    key_of = _keyer(config.key_mode, rng)
+    out: list[Scheduled] = []
+    append = out.append
+    for ts, topic, event in records:
+        key = key_of(event)
+        draw = rnd()
+        if draw < p_late and topic != INVENTORY:
+            window_end = window_start_ms(ts, window) + window
+            if window_end <= late_before:
+                at = window_end + 3 * grace + 1 + int(rnd() * late_span)
+                append((at, ts, topic, key, event, False, True))
+                continue
+        at = ts
+        if draw < p_shuffled and max_delay:
+            at = ts + 1 + int(rnd() * max_delay)
+        append((at, ts, topic, key, event, False, False))
+        if rnd() < p_duplicate:
+            copy_at = at + int(rnd() * (ts + max_delay - at + 1))
+            append((copy_at, ts, topic, key, dict(event), True, False))
+    out.sort(key=itemgetter(0))
+    return out
+
+
+def _keyer(mode: KeyMode, rng: random.Random) -> Any:
+    if mode is KeyMode.NONE:
+        return lambda event: None
+    cache: dict[str, bytes] = {}
+
+    def encoded(text: str) -> bytes:
+        value = cache.get(text)
+        if value is None:
+            value = cache[text] = text.encode()
+        return value
+
+    if mode is KeyMode.STORE:
+        return lambda event: encoded(event["store_id"])
+    if mode is KeyMode.USER:
+        return lambda event: encoded(event.get("user_id") or event["store_id"])
+    tokens = [f"k{rng.getrandbits(48):012x}".encode() for _ in range(_RANDOM_KEYS)]
+    return lambda event: tokens[int(rng.random() * _RANDOM_KEYS)]

@@ -1,0 +1,231 @@
+"""The ground truth of a scenario: what a correct pipeline must report, and JSON for it.
+
+Semantics (docs/architecture.md, "Semantics the tables and the simulator's ground truth
+share"): windows are `ts - ts % window_ms` per store x channel; stages impression, click,
+cart (cart_add), order (first order_created of an order), pay (first order_paid of an
+order); GMV and paid orders from the first order_paid of each order, in its window;
+payment_failed and refund_requested per distinct event_id; a repeated event_id counts
+once (first copy wins); an event is late iff, when it is delivered, the largest ts
+delivered before it is at or beyond its window's end + grace; late events are left out of
+windows. Inventory is the event-time stock (latest snapshot by ts plus changes after it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from simulator.topics import STAGES
+
+__all__ = ["ExpectedAlert", "GroundTruth", "WindowKey", "WindowTruth"]
+
+WindowKey = tuple[str, str, int]  # (store_id, channel, window_start_ms)
+
+
+@dataclass
+class WindowTruth:
+    """One store x channel x window, as the pipeline's closed window must report it."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+    users: dict[str, set[str]] = field(default_factory=lambda: {stage: set() for stage in STAGES})
+    gmv: Decimal = Decimal(0)
+    paid_orders: int = 0
+    payment_failed: int = 0
+    refund_requested: int = 0
+
+    def uv(self, stage: str) -> int:
+        """Exact unique users of a stage."""
+        return len(self.users[stage])
+
+    def conversion(self, stage: str) -> float | None:
+        """Step conversion into `stage` (stage / previous stage), None without a base."""
+        index = STAGES.index(stage)
+        if index == 0:
+            return None
+        base = self.counts[STAGES[index - 1]]
+        return self.counts[stage] / base if base else None
+
+    @property
+    def payment_attempts(self) -> int:
+        return self.counts["pay"] + self.payment_failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": dict(self.counts),
+            "uv": {stage: len(users) for stage, users in self.users.items()},
+            "users": {stage: sorted(users) for stage, users in self.users.items()},
+            "gmv": str(self.gmv),
+            "paid_orders": self.paid_orders,
+            "payment_failed": self.payment_failed,
+            "refund_requested": self.refund_requested,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowTruth:
+        return cls(
+            counts={stage: int(data["counts"].get(stage, 0)) for stage in STAGES},
+            users={stage: set(data["users"].get(stage, ())) for stage in STAGES},
+            gmv=Decimal(data["gmv"]),
+            paid_orders=int(data["paid_orders"]),
+            payment_failed=int(data["payment_failed"]),
+            refund_requested=int(data["refund_requested"]),
+        )
+
+
+@dataclass(frozen=True)
+class ExpectedAlert:
+    """An alert the injected incidents must raise (or, in `allowed_alerts`, may raise).
+
+    Times are event time: when the condition starts and ends in the data. Detectors on
+    closed windows fire at window granularity, after the window closes; `ends_at_ms` None
+    means the condition still holds when the scenario ends. `evidence` gives the rates and
+    volumes behind the alert (per window), for judging what a detector can see.
+    """
+
+    alertname: str
+    labels: dict[str, str]
+    starts_at_ms: int
+    ends_at_ms: int | None
+    incident: str
+    evidence: dict[str, float | int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alertname": self.alertname,
+            "labels": dict(self.labels),
+            "starts_at_ms": self.starts_at_ms,
+            "ends_at_ms": self.ends_at_ms,
+            "incident": self.incident,
+            "evidence": dict(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExpectedAlert:
+        return cls(
+            alertname=data["alertname"],
+            labels=dict(data["labels"]),
+            starts_at_ms=int(data["starts_at_ms"]),
+            ends_at_ms=None if data["ends_at_ms"] is None else int(data["ends_at_ms"]),
+            incident=data["incident"],
+            evidence=dict(data.get("evidence", {})),
+        )
+
+
+@dataclass
+class GroundTruth:
+    """Everything a correct pipeline reports for a scenario, computed while generating it."""
+
+    start_ms: int
+    end_ms: int
+    window_ms: int
+    grace_ms: int
+    dedup_horizon_ms: int
+    windows: dict[WindowKey, WindowTruth] = field(default_factory=dict)
+    late_event_ids: set[str] = field(default_factory=set)
+    late_by_topic: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0  # extra copies delivered
+    duplicates_by_topic: dict[str, int] = field(default_factory=dict)
+    events_by_topic: dict[str, int] = field(default_factory=dict)  # distinct events
+    events_by_type: dict[str, int] = field(default_factory=dict)
+    deliveries: int = 0
+    inventory: dict[tuple[str, str], int] = field(default_factory=dict)  # final available
+    expected_alerts: list[ExpectedAlert] = field(default_factory=list)
+    allowed_alerts: list[ExpectedAlert] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # --- queries ---------------------------------------------------------------------------
+    def window(self, store_id: str, channel: str, window_start_ms: int) -> WindowTruth:
+        """The window's truth (an empty one when nothing counted in it)."""
+        return self.windows.get((store_id, channel, window_start_ms)) or WindowTruth()
+
+    def select(
+        self, store_id: str | None = None, channel: str | None = None
+    ) -> dict[WindowKey, WindowTruth]:
+        return {
+            key: value
+            for key, value in self.windows.items()
+            if (store_id is None or key[0] == store_id) and (channel is None or key[1] == channel)
+        }
+
+    def totals(self, store_id: str | None = None, channel: str | None = None) -> WindowTruth:
+        """All windows of a store and/or channel added up (UV over the union of users)."""
+        total = WindowTruth()
+        for window in self.select(store_id, channel).values():
+            for stage in STAGES:
+                total.counts[stage] += window.counts[stage]
+                total.users[stage] |= window.users[stage]
+            total.gmv += window.gmv
+            total.paid_orders += window.paid_orders
+            total.payment_failed += window.payment_failed
+            total.refund_requested += window.refund_requested
+        return total
+
+    @property
+    def gmv(self) -> Decimal:
+        return sum((window.gmv for window in self.windows.values()), Decimal(0))
+
+    # --- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "window_ms": self.window_ms,
+            "grace_ms": self.grace_ms,
+            "dedup_horizon_ms": self.dedup_horizon_ms,
+            "windows": [
+                {"store_id": store, "channel": channel, "window_start_ms": start, **w.to_dict()}
+                for (store, channel, start), w in sorted(self.windows.items())
+            ],
+            "late_event_ids": sorted(self.late_event_ids),
+            "late_by_topic": dict(sorted(self.late_by_topic.items())),
+            "duplicates": self.duplicates,
+            "duplicates_by_topic": dict(sorted(self.duplicates_by_topic.items())),
+            "events_by_topic": dict(sorted(self.events_by_topic.items())),
+            "events_by_type": dict(sorted(self.events_by_type.items())),
+            "deliveries": self.deliveries,
+            "inventory": [
+                {"store_id": store, "sku": sku, "available": available}
+                for (store, sku), available in sorted(self.inventory.items())
+            ],
+            "expected_alerts": [alert.to_dict() for alert in self.expected_alerts],
+            "allowed_alerts": [alert.to_dict() for alert in self.allowed_alerts],
+            "incidents": self.incidents,
+            "notes": self.notes,
+        }
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS).decode()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroundTruth:
+        return cls(
+            start_ms=data["start_ms"],
+            end_ms=data["end_ms"],
+            window_ms=data["window_ms"],
+            grace_ms=data["grace_ms"],
+            dedup_horizon_ms=data["dedup_horizon_ms"],
+            windows={
+                (w["store_id"], w["channel"], w["window_start_ms"]): WindowTruth.from_dict(w)
+                for w in data["windows"]
+            },
+            late_event_ids=set(data["late_event_ids"]),
+            late_by_topic=dict(data["late_by_topic"]),
+            duplicates=data["duplicates"],
+            duplicates_by_topic=dict(data["duplicates_by_topic"]),
+            events_by_topic=dict(data["events_by_topic"]),
+            events_by_type=dict(data["events_by_type"]),
+            deliveries=data["deliveries"],
+            inventory={(i["store_id"], i["sku"]): i["available"] for i in data["inventory"]},
+            expected_alerts=[ExpectedAlert.from_dict(a) for a in data["expected_alerts"]],
+            allowed_alerts=[ExpectedAlert.from_dict(a) for a in data["allowed_alerts"]],
+            incidents=list(data["incidents"]),
+            notes=list(data["notes"]),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> GroundTruth:
+        return cls.from_dict(orjson.loads(text))
