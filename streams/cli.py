@@ -25,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="salewatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run a worker (python -m streams worker)")
+    chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(commands.add_parser(name, help=help_text))
+        sub = commands.add_parser(name, help=help_text)
+        if name == chosen:  # import only the command that runs: one broken module stays local
+            importlib.import_module(module_name).add_arguments(sub)
     args = parser.parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     sys.exit(module.run(args))

@@ -29,7 +29,7 @@ from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 
 from streams.deadletter import DeadLetter, dead_letter
-from streams.decoding import MAX_MESSAGE_BYTES, MessageDecoder, Rejection, RejectReason
+from streams.decoding import MessageDecoder, Rejection, RejectReason
 from streams.events import TopicKind
 from streams.ingest import encode_chunks
 from streams.metrics import Metrics
@@ -140,7 +140,7 @@ async def read_limited(request: Request, limit: int) -> bytes | None:
 def register(app: faust.App, settings: Settings, topics: Topics, metrics: Metrics) -> None:
     ingestor = HttpIngestor(settings, metrics)
     # The contract caps a message at 1 MiB; a larger body could not become one message.
-    max_bytes = min(settings.ingest_max_bytes, MAX_MESSAGE_BYTES)
+    max_bytes = settings.ingest_max_bytes
     kinds = ", ".join(kind.value for kind in TopicKind)
 
     @app.page(INGEST_PATH)

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     # HTTP ingest (POST /ingest/<topic>): bearer token (unset = ingest disabled), body limit
     ingest_token: str | None = Field(None, min_length=16)
-    ingest_max_bytes: int = Field(1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    ingest_max_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024)  # contract: 1 MiB
 
     # event time
     window_ms: PositiveMs = 60_000
@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     dedup_horizon_ms: PositiveMs = 15 * 60_000
     max_future_ms: PositiveMs = 5 * 60_000
     recent_windows: int = Field(60, ge=1, le=10_000, description="closed windows kept for the API")
+
+    # inventory: "running low" = out of stock within this many minutes at the recent sales
+    # rate, an exponentially weighted rate of held units with this half-life (event time)
+    low_stock_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
+    velocity_half_life_ms: PositiveMs = 5 * 60_000
 
     # the hot path: messages taken per batch and the longest wait for a batch to fill
     batch_max_messages: int = Field(2_000, ge=1, le=100_000)
