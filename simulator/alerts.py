@@ -50,7 +50,7 @@ def derive_alerts(
         if incident.kind is IncidentKind.SELLOUT:
             continue
         for alertname, labels, measure in _alerts_of(incident):
-            evidence = _evidence(config, truth, incident, labels, measure)
+            evidence = _evidence(config, truth, plan, incident, labels, measure)
             expected.append(_alert(alertname, labels, incident, evidence))
         if incident.kind is IncidentKind.PAYMENT_OUTAGE:
             for channel in incident.channels:
@@ -94,17 +94,22 @@ def _alerts_of(incident: ResolvedIncident) -> list[tuple[str, dict[str, str], _M
 def _evidence(
     config: ScenarioConfig,
     truth: GroundTruth,
+    plan: IncidentPlan,
     incident: ResolvedIncident,
     labels: dict[str, str],
     measure: _Measure,
 ) -> dict[str, float | int | None]:
-    """Rate and volume per window: before the incident (outside the rush) and during it."""
+    """Rate and volume per window: before the incident (clear of the rush and of the
+    store's other incidents) and during it."""
     window_ms = config.window_ms
     first = -(-config.start_ms // window_ms) * window_ms  # first whole window
+    busy = [(config.rush_start_ms, config.rush_end_ms)] + [
+        (other.start_ms, other.end_ms) for other in plan.incidents if other.store == incident.store
+    ]
     baseline_starts = {
         start
         for start in range(first, incident.start_ms - window_ms + 1, window_ms)
-        if start + window_ms <= config.rush_start_ms or start >= config.rush_end_ms
+        if all(start + window_ms <= low or start >= high for low, high in busy)
     }
     first_during = -(-incident.start_ms // window_ms) * window_ms
     during_starts = set(range(first_during, incident.end_ms - window_ms + 1, window_ms))

@@ -3,8 +3,9 @@
 impression -> click -> cart_add (sometimes cart_remove) -> order_created -> order_paid or
 payment_failed (with retries) -> sometimes order_cancelled; paid orders sometimes bring
 refund_requested / refund_completed, return_received (with restock) and complaints.
-Stage-to-stage delays are a few seconds, far shorter than a window, so a traffic step
-(the midnight rush) leaves every window's step conversions steady.
+Each step follows the previous one by a second or two (refund requests too, a few seconds
+after payment), far less than a window, so a traffic step (the midnight rush) leaves every
+window's step conversions, payment failure and refund rates steady.
 """
 
 from __future__ import annotations
@@ -114,9 +115,11 @@ class Shoppers:
         sku_ids = catalog.sku_ids
         categories = catalog.categories
 
+        start_bound = sink.start_ms
+
         def keep(ts: int) -> bool:
             """In the scenario, and not swallowed by a traffic stop."""
-            if ts >= end_ms:
+            if ts >= end_ms or ts < start_bound:
                 return False
             return not stops or all(
                 not (start <= ts < end and rnd() >= factor) for start, end, factor in stops
@@ -131,11 +134,12 @@ class Shoppers:
         p_cart = funnel.cart
         p_remove = funnel.cart_remove
         cart: dict[int, int] = {}
-        t = float(start_ms)
+        last_cart = 0.0
+        t = float(start_ms)  # the browsing clock: one impression every ~2 s
         for rank in ranks:
+            t += 500.0 + expo(1 / 1500.0)
             ts = place(t)
             if not keep(ts):
-                t += 500.0 + expo(1 / 1500.0)
                 continue
             sku = sku_ids[rank]
             add(
@@ -154,70 +158,76 @@ class Shoppers:
                     "source": source,
                 },
             )
-            if rnd() < p_click:
-                t += 300.0 + expo(1 / 1000.0)
-                ts = place(t)
-                if keep(ts):
+            if rnd() >= p_click:
+                continue
+            # each step follows the previous one by ~1-2 s: far shorter than a window, so a
+            # traffic step (the rush) leaves the windows' step conversions steady
+            t += 200.0 + expo(1 / 800.0)
+            ts = place(t)
+            if not keep(ts):
+                continue
+            add(
+                ts,
+                CLICKS,
+                {
+                    "event_id": next_id(),
+                    "type": "click",
+                    "ts": ts_value(ts),
+                    "store_id": store_id,
+                    "channel": channel_name,
+                    "user_id": user,
+                    "session_id": session_id,
+                    "sku": sku,
+                    "category": categories[rank],
+                    "source": source,
+                },
+            )
+            if rnd() >= p_cart:
+                continue
+            t += 300.0 + expo(1 / 1200.0)
+            ts = place(t)
+            qty = 1 if rnd() < 0.75 else 2 + int(rnd() * 2)
+            if not keep(ts):
+                continue
+            event = {
+                "event_id": next_id(),
+                "type": "cart_add",
+                "ts": ts_value(ts),
+                "store_id": store_id,
+                "channel": channel_name,
+                "user_id": user,
+                "session_id": session_id,
+                "sku": sku,
+                "qty": qty,
+            }
+            if rnd() < 0.7:
+                event["unit_price"] = money(self._price(store, rank, ts))
+            add(ts, CARTS, event)
+            if rnd() < p_remove:
+                removed = place(t + 500.0 + expo(1 / 2000.0))
+                if keep(removed):
                     add(
-                        ts,
-                        CLICKS,
+                        removed,
+                        CARTS,
                         {
                             "event_id": next_id(),
-                            "type": "click",
-                            "ts": ts_value(ts),
+                            "type": "cart_remove",
+                            "ts": ts_value(removed),
                             "store_id": store_id,
                             "channel": channel_name,
                             "user_id": user,
                             "session_id": session_id,
                             "sku": sku,
-                            "category": categories[rank],
-                            "source": source,
+                            "qty": qty,
                         },
                     )
-                    if rnd() < p_cart:
-                        t += 500.0 + expo(1 / 2000.0)
-                        ts = place(t)
-                        qty = 1 if rnd() < 0.75 else 2 + int(rnd() * 2)
-                        if keep(ts):
-                            event = {
-                                "event_id": next_id(),
-                                "type": "cart_add",
-                                "ts": ts_value(ts),
-                                "store_id": store_id,
-                                "channel": channel_name,
-                                "user_id": user,
-                                "session_id": session_id,
-                                "sku": sku,
-                                "qty": qty,
-                            }
-                            if rnd() < 0.7:
-                                event["unit_price"] = money(self._price(store, rank, ts))
-                            add(ts, CARTS, event)
-                            if rnd() < p_remove:
-                                t += 500.0 + expo(1 / 3000.0)
-                                ts = place(t)
-                                if keep(ts):
-                                    add(
-                                        ts,
-                                        CARTS,
-                                        {
-                                            "event_id": next_id(),
-                                            "type": "cart_remove",
-                                            "ts": ts_value(ts),
-                                            "store_id": store_id,
-                                            "channel": channel_name,
-                                            "user_id": user,
-                                            "session_id": session_id,
-                                            "sku": sku,
-                                            "qty": qty,
-                                        },
-                                    )
-                            else:
-                                cart[rank] = cart.get(rank, 0) + qty
-            t += 500.0 + expo(1 / 1500.0)
+            else:
+                cart[rank] = cart.get(rank, 0) + qty
+                last_cart = t
         if not cart:
             return
-        t += 1000.0 + expo(1 / 3000.0)
+        # checkout ~2 s after the last cart_add (browsing may go on meanwhile)
+        t = last_cart + 500.0 + expo(1 / 1500.0)
         p_order = funnel.order * self._plan.checkout_factor(store, channel, int(t))
         if rnd() < p_order:
             self._order(store, channel, catalog.cum_weights, user, session_id, cart, t, keep)
@@ -301,7 +311,7 @@ class Shoppers:
         t = float(created_ts)
         last_ts = created_ts
         if rnd() < funnel.attempt:
-            t += 1000.0 + expo(1 / 3000.0)
+            t += 500.0 + expo(1 / 1500.0)
             for attempt in range(1, funnel.max_attempts + 1):
                 ts = sink.place(t)
                 fail = self._plan.payment_fail_probability(store, channel, ts, funnel.payment_fail)
@@ -316,7 +326,7 @@ class Shoppers:
                 last_ts = ts
                 if attempt == funnel.max_attempts or rnd() >= funnel.retry:
                     break
-                t += 3000.0 + expo(1 / 6000.0)
+                t += 1000.0 + expo(1 / 3000.0)
 
         if paid_ts is None:
             if rnd() < funnel.cancel_unpaid:
@@ -363,7 +373,7 @@ class Shoppers:
 
         refund_p = funnel.refund * self._plan.refund_factor(store, paid_ts)
         if rnd() < refund_p:
-            ts = sink.place(paid_ts + 1000.0 + expo(1 / 8000.0))
+            ts = sink.place(paid_ts + 500.0 + expo(1 / 2000.0))
             fields: dict[str, Any] = {"reason": rng.choice(_REFUND_REASONS)}
             line_rank = None
             if rnd() < funnel.refund_line:

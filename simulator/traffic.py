@@ -19,6 +19,8 @@ from simulator.sessions import Focus, Shoppers
 
 __all__ = ["FlashPlan", "Traffic", "poisson"]
 
+_WARMUP_S = 60
+
 
 @dataclass(frozen=True)
 class FlashPlan:
@@ -69,6 +71,9 @@ class Traffic:
         store_weights = self._catalog.store_weights
         shares = self._channel_shares
         slices = math.ceil(config.duration_s)
+        # sessions from a minute before the start, their events before it dropped: the
+        # first windows already see the steady state (clicks of earlier impressions, ...)
+        warmup = _WARMUP_S
         hot = [
             (incident, Focus((incident.sku_rank,), 0.8))
             for incident in plan.sellouts
@@ -76,7 +81,7 @@ class Traffic:
         ]
         flash = [(sale, Focus(sale.ranks, 0.8)) for sale in self._flash]
         impressions = config.funnel.impressions_per_session
-        for second in range(slices):
+        for second in range(-warmup, slices):
             slice_start = config.start_ms + second * 1000
             width = min(1.0, config.duration_s - second)
             rate = self.session_rate * self.multiplier(slice_start) * width
@@ -95,7 +100,7 @@ class Traffic:
                     extra = incident.factor * width / (impressions * focus.share)
                     self._focused(incident.store, slice_start, width, extra, focus)
             if progress is not None and second % 10 == 0:
-                progress(second / slices)
+                progress((second + warmup) / (slices + warmup))
         if progress is not None:
             progress(1.0)
 

@@ -221,5 +221,6 @@ def small_scenario(seed: int = 1, key_mode: str = "store") -> Scenario:
         late_rate=0.01,
         out_of_order_rate=0.1,
         duplicate_rate=0.02,
+        snapshot_interval_s=60,
     )
     return generate(config)

@@ -1,0 +1,170 @@
+"""The ground truth equals an independent recomputation from the delivery list alone."""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from simulator import GroundTruth, Scenario, batches
+from tests.simulator.reference import (
+    incident_scenario,
+    recompute,
+    small_scenario,
+    stock_changes,
+    ts_ms,
+)
+
+CASES = {
+    "store keys": lambda: small_scenario(1, "store"),
+    "random keys": lambda: small_scenario(2, "random"),
+    "user keys": lambda: small_scenario(3, "user"),
+    "no keys, incidents": lambda: incident_scenario("none"),
+}
+
+
+@pytest.fixture(params=list(CASES), scope="module")
+def scenario(request: pytest.FixtureRequest) -> Scenario:
+    return CASES[request.param]()
+
+
+def test_windows_equal_the_reference(scenario: Scenario) -> None:
+    truth = scenario.truth
+    ref = recompute(scenario.deliveries, truth.window_ms, truth.grace_ms)
+    assert set(truth.windows) == set(ref.windows)
+    for key, window in truth.windows.items():
+        expected = ref.windows[key]
+        assert window.counts == expected.counts, key
+        assert window.users == expected.users, key
+        assert window.gmv == expected.gmv, key
+        assert window.paid_orders == expected.paid_orders, key
+        assert window.payment_failed == expected.payment_failed, key
+        assert window.refund_requested == expected.refund_requested, key
+
+
+def test_late_and_duplicates_equal_the_reference(scenario: Scenario) -> None:
+    truth = scenario.truth
+    ref = recompute(scenario.deliveries, truth.window_ms, truth.grace_ms)
+    assert truth.late_event_ids == ref.late
+    assert truth.duplicates == ref.duplicates
+    assert truth.late_event_ids and truth.duplicates
+    assert sum(truth.late_by_topic.values()) == len(truth.late_event_ids)
+    assert truth.late_by_topic["inventory"] == 0
+    assert not truth.notes
+
+
+def test_inventory_equals_the_event_time_reference(scenario: Scenario) -> None:
+    truth = scenario.truth
+    ref = recompute(scenario.deliveries, truth.window_ms, truth.grace_ms)
+    assert truth.inventory == ref.inventory
+    config = scenario.config
+    assert len(truth.inventory) == config.stores * config.skus_per_store
+
+
+def test_periodic_snapshots_carry_the_true_stock(scenario: Scenario) -> None:
+    unique = list({e["event_id"]: e for e in scenario.events()}.values())
+    snapshots = [e for e in unique if e["type"] == "stock_snapshot"]
+    opening = {
+        (e["store_id"], e["sku"]): e["available"]
+        for e in snapshots
+        if ts_ms(e["ts"]) == scenario.config.start_ms
+    }
+    changes = stock_changes(unique)
+    periodic = [e for e in snapshots if ts_ms(e["ts"]) > scenario.config.start_ms]
+    assert periodic
+    for snapshot in periodic:
+        key = (snapshot["store_id"], snapshot["sku"])
+        at = ts_ms(snapshot["ts"])
+        true_stock = opening[key] + sum(d for ts, d in changes.get(key, []) if ts <= at)
+        assert snapshot["available"] == true_stock, key
+        # no stock change ties with a snapshot: the event-time definition is unambiguous
+        assert all(ts != at for ts, _d in changes.get(key, []))
+
+
+def test_json_round_trip(scenario: Scenario) -> None:
+    truth = scenario.truth
+    again = GroundTruth.from_json(truth.to_json())
+    assert again == truth
+    assert again.to_json() == truth.to_json()
+
+
+def test_out_of_order_deliveries_stay_within_half_the_grace(scenario: Scenario) -> None:
+    grace = scenario.config.grace_ms
+    late = scenario.truth.late_event_ids
+    shuffled = 0
+    highest = 0
+    for (_t, _k, event), at in zip(scenario.deliveries, scenario.delivered_at_ms, strict=True):
+        ts = ts_ms(event["ts"])
+        if event["event_id"] in late:
+            assert at - ts > 3 * grace
+            continue
+        assert 0 <= at - ts < grace / 2
+        shuffled += ts < highest
+        highest = max(highest, ts)
+    assert shuffled > 0.01 * len(scenario.deliveries)
+
+
+def routing_key(event: dict[str, Any]) -> str:
+    """docs/architecture.md: the stage-2 key, from the event's content."""
+    if "order_id" in event:
+        return f"o|{event['store_id']}|{event['order_id']}"
+    if event["type"] in ("stock_snapshot", "restock", "stock_adjust"):
+        return f"s|{event['store_id']}|{event['sku']}"
+    return f"e|{event['store_id']}|{event['event_id']}"
+
+
+def partitioned_late(events: list[dict[str, Any]], partitions: int, truth: GroundTruth) -> set[str]:
+    """The late rule applied per stage-2 partition's own stream time."""
+    stream: dict[int, int] = defaultdict(lambda: -1)
+    seen: set[str] = set()
+    late = set()
+    for event in events:
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        part = zlib.crc32(routing_key(event).encode()) % partitions
+        ts = ts_ms(event["ts"])
+        start = ts - ts % truth.window_ms
+        if stream[part] >= start + truth.window_ms + truth.grace_ms:
+            late.add(event["event_id"])
+        stream[part] = max(stream[part], ts)
+    return late
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 12])
+def test_late_events_are_late_in_every_partitioning(scenario: Scenario, partitions: int) -> None:
+    events = [event for _t, _k, event in scenario.deliveries]
+    assert partitioned_late(events, partitions, scenario.truth) == scenario.truth.late_event_ids
+
+
+def test_late_events_are_late_in_batch_order_too(scenario: Scenario) -> None:
+    """Batching (linger 1 s) reorders across keys a little; the late set does not move."""
+    events = [event for batch in batches(scenario) for event in batch.events]
+    assert len(events) == len(scenario.deliveries)
+    assert partitioned_late(events, 4, scenario.truth) == scenario.truth.late_event_ids
+
+
+def test_orders_follow_their_state_machine() -> None:
+    scenario = incident_scenario()
+    per_order: dict[str, list[str]] = defaultdict(list)
+    for event in {e["event_id"]: e for e in scenario.events("orders")}.values():
+        per_order[event["order_id"]].append(event["type"])
+    for kinds in per_order.values():
+        assert kinds.count("order_created") == 1
+        assert kinds.count("order_paid") <= 1
+        assert not ("order_paid" in kinds and "order_cancelled" in kinds)
+        assert kinds.count("order_cancelled") <= 1
+    failures = sum(kinds.count("payment_failed") for kinds in per_order.values())
+    assert failures > sum(1 for kinds in per_order.values() if "payment_failed" in kinds)
+
+
+def test_counts_by_topic_and_type_add_up(scenario: Scenario) -> None:
+    truth = scenario.truth
+    assert truth.deliveries == len(scenario.deliveries)
+    assert sum(truth.events_by_topic.values()) + truth.duplicates == len(scenario.deliveries)
+    assert sum(truth.events_by_type.values()) == sum(truth.events_by_topic.values())
+    delivered = scenario.deliveries_by_topic()
+    for topic, count in truth.events_by_topic.items():
+        assert delivered[topic] == count + truth.duplicates_by_topic[topic]
