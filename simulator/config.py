@@ -68,7 +68,7 @@ class Incident:
     store's hottest SKU not taken by another sellout. `factor`: see `default_factor`.
     """
 
-    kind: IncidentKind
+    kind: IncidentKind | str  # an IncidentKind once constructed
     start_s: float
     end_s: float | None = None
     store: int = 0
@@ -87,7 +87,7 @@ class Incident:
 
     @property
     def strength(self) -> float:
-        return _DEFAULT_FACTOR[self.kind] if self.factor is None else self.factor
+        return _DEFAULT_FACTOR[IncidentKind(self.kind)] if self.factor is None else self.factor
 
     @staticmethod
     def default_factor(kind: IncidentKind | str) -> float:
@@ -217,7 +217,7 @@ class ScenarioConfig:
     duplicate_rate: float = 0.01  # exact re-sends (same event_id)
     out_of_order_rate: float = 0.05  # delivered up to grace/2 after their ts order
     late_rate: float = 0.002  # delivered over 3x grace after their window closed
-    key_mode: KeyMode = KeyMode.STORE
+    key_mode: KeyMode | str = KeyMode.STORE  # a KeyMode once constructed
     # representation mix
     iso_ts_rate: float = 0.3  # share of events whose ts is ISO-8601 rather than epoch ms
     string_money_rate: float = 0.5  # share of money values sent as decimal strings

@@ -43,7 +43,7 @@ def schedule(records: list[Record], config: ScenarioConfig, rng: random.Random) 
     p_late = config.late_rate
     p_shuffled = p_late + config.out_of_order_rate
     p_duplicate = config.duplicate_rate
-    key_of = _keyer(config.key_mode, rng)
+    key_of = _keyer(KeyMode(config.key_mode), rng)
     out: list[Scheduled] = []
     append = out.append
     for ts, topic, event in records:

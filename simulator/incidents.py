@@ -107,11 +107,12 @@ def _product(intervals: _Intervals | None, ts_ms: int) -> float:
 def _resolve(
     incident: Incident, config: ScenarioConfig, catalog: Catalog, taken: dict[int, set[int]]
 ) -> ResolvedIncident:
+    kind = IncidentKind(incident.kind)
     store = catalog.store(incident.store)
     start_ms = config.at_ms(incident.start_s)
     if start_ms >= config.end_ms:
         raise SimulatorError(
-            f"incident {incident.kind} starts at {incident.start_s} s, after the scenario ends"
+            f"incident {kind} starts at {incident.start_s} s, after the scenario ends"
         )
     open_ended = incident.end_s is None or config.at_ms(incident.end_s) >= config.end_ms
     end_ms = (
@@ -121,11 +122,11 @@ def _resolve(
     )
     channels: tuple[str, ...] = ()
     sku_rank: int | None = None
-    if incident.kind in (IncidentKind.PAYMENT_OUTAGE, IncidentKind.TRAFFIC_STOP):
+    if kind in (IncidentKind.PAYMENT_OUTAGE, IncidentKind.TRAFFIC_STOP):
         channels = (incident.channel or config.channels[0],)
-    elif incident.kind is IncidentKind.BROKEN_CHECKOUT:
+    elif kind is IncidentKind.BROKEN_CHECKOUT:
         channels = (incident.channel,) if incident.channel else config.channels
-    elif incident.kind is IncidentKind.SELLOUT:
+    elif kind is IncidentKind.SELLOUT:
         used = taken.setdefault(incident.store, set())
         if incident.sku is not None:
             if incident.sku not in store.sku_ids:
@@ -137,7 +138,7 @@ def _resolve(
             raise SimulatorError(f"two sellouts of one SKU in {store.store_id}")
         used.add(sku_rank)
     return ResolvedIncident(
-        kind=incident.kind,
+        kind=kind,
         store=incident.store,
         store_id=store.store_id,
         channels=channels,

@@ -29,7 +29,7 @@ class ProduceReport:
 
 def best_compression() -> str | None:
     """lz4 when its module is installed, else gzip (zlib is always there)."""
-    from kafka import codec
+    from kafka import codec  # type: ignore[import-untyped]
 
     if codec.has_lz4():
         return "lz4"
@@ -54,8 +54,8 @@ def produce(
     second; None sends as fast as the broker takes it. `progress(events_sent, total)` is
     called as batches go out.
     """
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+    from kafka import KafkaProducer  # type: ignore[import-untyped]
+    from kafka.errors import KafkaError  # type: ignore[import-untyped]
 
     if speed is not None and speed <= 0:
         raise SimulatorError("speed must be positive (or None: as fast as possible)")
@@ -68,7 +68,6 @@ def produce(
         "linger_ms": 20,
         "batch_size": 1024 * 1024,
         "max_request_size": 4 * 1024 * 1024,
-        "buffer_memory": 128 * 1024 * 1024,
         "compression_type": codec,
         "client_id": "salewatch-simulator",
     }

@@ -189,7 +189,7 @@ class Shoppers:
             qty = 1 if rnd() < 0.75 else 2 + int(rnd() * 2)
             if not keep(ts):
                 continue
-            event = {
+            event: dict[str, Any] = {
                 "event_id": next_id(),
                 "type": "cart_add",
                 "ts": ts_value(ts),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import pytest
@@ -19,8 +21,8 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
     return small_scenario(1, request.param)
 
 
-def per_slot(items: list[tuple[str, bytes | None, dict]]) -> dict[tuple, list[str]]:
-    order: dict[tuple, list[str]] = defaultdict(list)
+def per_slot(items: Sequence[tuple[str, bytes | None, dict[str, Any]]]) -> dict[Any, list[str]]:
+    order: dict[Any, list[str]] = defaultdict(list)
     for topic, key, event in items:
         order[(topic, key)].append(event["event_id"])
     return order

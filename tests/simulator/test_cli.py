@@ -24,7 +24,8 @@ def test_incident_specs() -> None:
     assert parse_incident("sellout@300-600:store=1,factor=20,sku=sku-00007") == Incident(
         "sellout", 300, 600, store=1, factor=20.0, sku="sku-00007"
     )
-    assert parse_incident("traffic_stop@0-60:channel=web").channel == "web"
+    stop = parse_incident("traffic_stop@0-60:channel=web")
+    assert isinstance(stop, Incident) and stop.channel == "web"
 
 
 @pytest.mark.parametrize(

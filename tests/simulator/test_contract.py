@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from simulator import Scenario
+from simulator import Scenario, batches
 from tests.simulator.reference import incident_scenario, money, small_scenario, ts_ms
 
 TOPIC_TYPES = {
@@ -171,3 +171,19 @@ def test_events_validate_with_the_pipeline_models(index: int) -> None:
         assert model.ts == ts_ms(event["ts"])
         if "amount" in event:
             assert model.amount == money(event["amount"])
+
+
+def test_batched_messages_decode_without_rejections() -> None:
+    decoding = pytest.importorskip("streams.decoding")
+    events = pytest.importorskip("streams.events")
+    scenario = incident_scenario()
+    decoders = {
+        kind.value: decoding.MessageDecoder(kind, clock_ms=lambda: scenario.config.end_ms)
+        for kind in events.TopicKind
+    }
+    decoded = 0
+    for message in batches(scenario):
+        result = decoders[message.topic].decode(message.value)
+        assert not result.rejections, result.rejections[:1]
+        decoded += len(result.events)
+    assert decoded == len(scenario.deliveries)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import kafka
+import kafka  # type: ignore[import-untyped]
 import orjson
 import pytest
 
