@@ -48,6 +48,10 @@ def partitioned_table(app: faust.App, name: str, partitions: int) -> Partitioned
         name=name,
         beacon=app.tables.beacon,
         partitions=partitions,
+        # key_type/value_type pick the changelog's serializers (json/raw): without them
+        # Faust decodes changelog values as JSON when it restores the table
+        key_type=str,
+        value_type=bytes,
         schema=faust.Schema(
             key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
         ),
