@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import faust
 
-from streams import funnel_api, http_ingest, ingest, web
+from streams import funnel_api, http_ingest, ingest, inventory_api, web
 from streams.funnel_agent import FunnelStage
+from streams.inventory_agent import InventoryStage
 from streams.merge_agent import MergeStage
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -43,7 +44,10 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     funnel.register()
     merge = MergeStage(app, settings, topics, metrics)
     merge.register()
+    inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners
+    inventory.register()
     web.register(app, metrics, status)
     funnel_api.register(app, funnel, merge)
+    inventory_api.register(app, inventory)
     http_ingest.register(app, settings, topics, metrics)
     return app

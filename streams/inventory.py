@@ -6,18 +6,19 @@ Pure logic, no Faust (the agent is streams/inventory_agent.py). The rules
 - available = the latest `snapshot` by ts (ties: the larger value) plus every change with
   a ts after it. Without a snapshot the base is 0 and changes count from the first
   inventory event's ts on (snapshot, restock or adjust: the smallest ts seen so far).
-- hold, release and return changes that come before tracking starts are kept pending
-  (bounded by count and by the fold horizon): an inventory event with an earlier ts may
-  still arrive and make them count.
-- every change is idempotent by its `id` while it is kept individually.
+- hold, release and return changes that come before tracking starts are kept pending: an
+  inventory event with an earlier ts may still arrive and make them count.
+- every change is idempotent by its `id`.
 
-Per key only what is needed is kept: the applied snapshot (ts, value), a `base` into which
-changes more than the fold horizon behind the key's latest ts are folded (and the oldest
-ones past a per-key cap), the individual changes after the fold line (for dedup and for
-snapshots that arrive out of order), the pending ones, and the sales velocity. A snapshot
-that is newer than the applied one but older than the fold line cannot be applied exactly
-and is ignored (counted); a change older than the fold line is added to the base without
-dedup (counted as late).
+Per key only what is needed is kept: the applied snapshot (ts, value), a `base`, every
+distinct change of the last fold horizon (the dedup horizon) behind the key's latest ts,
+at most `max_changes` of them, and the sales velocity. Older changes are folded into the
+base (or dropped, if they do not count) and the fold line moves past them. So the result
+is exact, whatever the arrival order, while changes arrive less than the horizon late and
+a key keeps fewer changes than the cap. Beyond that: a snapshot newer than the applied one
+but behind the fold line cannot be applied exactly and is ignored, a change behind the
+fold line is added to the base without dedup, and a pending change past the horizon is
+forgotten (all counted in `BatchOutcome.applied`).
 
 Velocity is an exponentially weighted rate of held units in event time: the decayed sum
 S(T) = sum(qty_i * exp(-(T - ts_i) / tau)) of every hold, and units per minute = S / tau.
@@ -74,8 +75,7 @@ class InventoryRules:
     low_stock_minutes: float = 30.0
     velocity_half_life_ms: int = 5 * MS_PER_MIN
     fold_horizon_ms: int = 15 * MS_PER_MIN  # the dedup horizon
-    max_changes: int = 2_000  # individual counted changes kept per key
-    max_pending: int = 1_000  # changes kept per key while waiting for tracking to start
+    max_changes: int = 2_000  # individual changes kept per key (the oldest are folded)
 
     @property
     def tau_ms(self) -> float:
@@ -84,8 +84,8 @@ class InventoryRules:
 
 class Applied(enum.Enum):
     COUNTED = enum.auto()
-    LATE = enum.auto()  # counted, but behind the fold line: no dedup possible
-    PENDING = enum.auto()
+    LATE = enum.auto()  # counted into the base: at or behind the fold line
+    PENDING = enum.auto()  # before tracking starts
     BEFORE_SNAPSHOT = enum.auto()  # at or before the applied snapshot: changes nothing
     DUPLICATE = enum.auto()
     STALE_SNAPSHOT = enum.auto()  # not newer than the applied snapshot
@@ -98,28 +98,49 @@ _NO_EFFECT = frozenset({Applied.DUPLICATE, Applied.STALE_SNAPSHOT, Applied.TOO_L
 
 @dataclass(slots=True)
 class StockState:
-    """One store x SKU. `changes` are counted and after `fold_ts`; `pending` are not."""
+    """One store x SKU.
+
+    `changes` holds every distinct change of the last fold horizon (at most
+    `max_changes`), whether it counts, is pending or is behind the snapshot: their ids
+    make re-sent changes idempotent. Changes at or before `fold_ts` are in `base` (or
+    behind the snapshot); after it they count when inside the tracked region.
+    """
 
     snapshot_ts: int | None = None
     snapshot_value: int = 0
     start_ts: int | None = None  # first inventory event's ts
     base: int = 0
-    fold_ts: int | None = None  # changes at or before it are in `base`
+    fold_ts: int | None = None
     max_ts: int | None = None
     rate: float = 0.0  # decayed sum of held units at rate_ts
     rate_ts: int = 0
     status: Status = Status.OK
     changes: list[Change] = field(default_factory=list)
-    pending: list[Change] = field(default_factory=list)
 
     # --- reading ----------------------------------------------------------------------
     @property
     def tracked(self) -> bool:
         return self.snapshot_ts is not None or self.start_ts is not None
 
+    def _in_region(self, ts: int) -> bool:
+        """Whether a change at ts belongs to the stock (ignoring the fold)."""
+        if self.snapshot_ts is not None:
+            return ts > self.snapshot_ts
+        return self.start_ts is not None and ts >= self.start_ts
+
+    def _counts(self, ts: int) -> bool:
+        return (self.fold_ts is None or ts > self.fold_ts) and self._in_region(ts)
+
     @property
     def available(self) -> int:
-        return self.base + sum(qty for _, _, qty in self.changes)
+        return self.base + sum(qty for _, ts, qty in self.changes if self._counts(ts))
+
+    @property
+    def pending(self) -> list[Change]:
+        """Changes waiting for tracking to start (at an earlier inventory event)."""
+        if self.snapshot_ts is not None:
+            return []
+        return [item for item in self.changes if not self._in_region(item[1])]
 
     def velocity_per_min(self, now_ms: int, rules: InventoryRules) -> float:
         if self.rate <= 0.0:
@@ -147,61 +168,46 @@ class StockState:
 
     # --- applying ---------------------------------------------------------------------
     def apply(self, change: StockChange, seen: set[str], rules: InventoryRules) -> Applied:
-        """Apply one change; `seen` holds the ids kept individually (updated here)."""
+        """Apply one change; `seen` holds the ids of `changes` (updated here)."""
         change_id, ts, kind, qty = change["id"], change["ts"], change["kind"], change["qty"]
         if change_id in seen:
             return Applied.DUPLICATE
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         if kind == "snapshot":
-            return self._snapshot(change_id, ts, qty, seen)
+            return self._snapshot(ts, qty)
         seen.add(change_id)
+        self.changes.append((change_id, ts, qty))
         if kind == "hold":
             self._add_sale(-qty, ts, rules)
-        item = (change_id, ts, qty)
         starts = self.snapshot_ts is None and (self.start_ts is None or ts < self.start_ts)
         if kind in INVENTORY_KINDS and starts:
             self._start(ts)
-        if self._counts(ts):
-            return self._count(item)
-        if self.snapshot_ts is not None:
-            return Applied.BEFORE_SNAPSHOT
-        self.pending.append(item)
-        return Applied.PENDING
-
-    def _counts(self, ts: int) -> bool:
-        if self.snapshot_ts is not None:
-            return ts > self.snapshot_ts
-        return self.start_ts is not None and ts >= self.start_ts
-
-    def _count(self, item: Change) -> Applied:
-        if self.fold_ts is not None and item[1] <= self.fold_ts:
-            self.base += item[2]
+        if not self._in_region(ts):
+            return Applied.PENDING if self.snapshot_ts is None else Applied.BEFORE_SNAPSHOT
+        if self.fold_ts is not None and ts <= self.fold_ts:
+            self.base += qty
             return Applied.LATE
-        self.changes.append(item)
         return Applied.COUNTED
 
     def _start(self, ts: int) -> None:
-        """Tracking starts (earlier) at ts: pending changes from ts on now count."""
-        self.start_ts = ts
-        waiting, self.pending = self.pending, []
-        for item in waiting:
-            if item[1] >= ts:
-                self._count(item)
-            else:
-                self.pending.append(item)
+        """Tracking starts (earlier) at ts. Kept changes from ts on that were pending now
+        count; those behind the fold line go into the base."""
+        previous, self.start_ts = self.start_ts, ts
+        if self.fold_ts is None:
+            return
+        for _, item_ts, qty in self.changes[:-1]:
+            newly = previous is None or item_ts < previous
+            if ts <= item_ts <= self.fold_ts and newly:
+                self.base += qty
 
-    def _snapshot(self, change_id: str, ts: int, value: int, seen: set[str]) -> Applied:
+    def _snapshot(self, ts: int, value: int) -> Applied:
         if self.snapshot_ts is not None and (ts, value) <= (self.snapshot_ts, self.snapshot_value):
             return Applied.STALE_SNAPSHOT
         if self.fold_ts is not None and ts < self.fold_ts:
             return Applied.TOO_LATE_SNAPSHOT
-        after = [item for item in (*self.changes, *self.pending) if item[1] > ts]
         self.snapshot_ts, self.snapshot_value = ts, value
         self.base, self.fold_ts = value, ts
-        self.changes, self.pending = sorted(after, key=_ts), []
-        seen.clear()
-        seen.update(item[0] for item in self.changes)
         return Applied.COUNTED
 
     def _add_sale(self, units: int, ts: int, rules: InventoryRules) -> None:
@@ -213,29 +219,26 @@ class StockState:
             self.rate += units * math.exp(-(self.rate_ts - ts) / rules.tau_ms)
 
     def compact(self, rules: InventoryRules) -> None:
-        """Fold counted changes far behind the key's latest ts (or past the cap) into
-        `base`; drop pending ones past the horizon or the cap (oldest first)."""
-        if self.max_ts is None:
+        """Forget changes far behind the key's latest ts, and the oldest past the cap;
+        those that count go into `base`, and the fold line moves past them."""
+        if self.max_ts is None or not self.changes:
             return
         line = self.max_ts - rules.fold_horizon_ms
-        if self.changes:
-            self.changes.sort(key=_ts)
-            cut = 0
-            while cut < len(self.changes) and self.changes[cut][1] <= line:
+        changes = self.changes
+        changes.sort(key=_ts)
+        cut = 0
+        while cut < len(changes) and changes[cut][1] <= line:
+            cut += 1
+        if len(changes) - cut > rules.max_changes:
+            cut = len(changes) - rules.max_changes
+            while cut < len(changes) and changes[cut][1] == changes[cut - 1][1]:
                 cut += 1
-            if len(self.changes) - cut > rules.max_changes:
-                cut = len(self.changes) - rules.max_changes
-                last_ts = self.changes[cut - 1][1]
-                while cut < len(self.changes) and self.changes[cut][1] == last_ts:
-                    cut += 1
-            if cut:
-                folded, self.changes = self.changes[:cut], self.changes[cut:]
-                self.base += sum(qty for _, _, qty in folded)
-                fold_ts = folded[-1][1]
-                self.fold_ts = fold_ts if self.fold_ts is None else max(self.fold_ts, fold_ts)
-        if self.pending:
-            kept = sorted((item for item in self.pending if item[1] > line), key=_ts)
-            self.pending = kept[-rules.max_pending :]
+        if not cut:
+            return
+        self.base += sum(qty for _, ts, qty in changes[:cut] if self._counts(ts))
+        last_ts = changes[cut - 1][1]
+        self.fold_ts = last_ts if self.fold_ts is None else max(self.fold_ts, last_ts)
+        del changes[:cut]
 
     # --- encoding for the table (first byte: status) ----------------------------------
     def encode(self) -> bytes:
@@ -250,14 +253,13 @@ class StockState:
                 self.rate,
                 self.rate_ts,
                 self.changes,
-                self.pending,
             ]
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> StockState:
-        (snapshot_ts, snapshot_value, start_ts, base, fold_ts, max_ts, rate, rate_ts, changes,
-         pending) = orjson.loads(raw[1:])  # fmt: skip
+        (snapshot_ts, snapshot_value, start_ts, base, fold_ts, max_ts, rate, rate_ts,
+         changes) = orjson.loads(raw[1:])  # fmt: skip
         return cls(
             snapshot_ts,
             snapshot_value,
@@ -269,7 +271,6 @@ class StockState:
             rate_ts,
             status_of(raw),
             [(i, t, q) for i, t, q in changes],
-            [(i, t, q) for i, t, q in pending],
         )
 
 
@@ -332,6 +333,19 @@ class StockStatus:
             "ts": self.ts,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StockStatus:
+        return cls(
+            data["store_id"],
+            data["sku"],
+            Status(data["status"]),
+            None,
+            data["available"],
+            data["velocity_per_min"],
+            data["minutes_to_stockout"],
+            data["ts"],
+        )
+
     def urgency(self) -> tuple[int, float, float]:
         """Sort key, most urgent first: out (most oversold, then fastest selling), then
         low by minutes to stock-out."""
@@ -361,12 +375,16 @@ class BatchOutcome:
 
 
 def apply_changes(
-    store: StateStore, changes: Iterable[StockChange], rules: InventoryRules
+    store: StateStore,
+    changes: Iterable[StockChange],
+    rules: InventoryRules,
+    now_ms: int | None = None,
 ) -> BatchOutcome:
     """Apply a batch of stock changes (one partition's) to the states in `store`.
 
-    Each touched key is decoded once and encoded once. Status is evaluated at the key's
-    latest ts; a status change is reported as a transition.
+    Each touched key is decoded once and encoded once (not at all if nothing changed).
+    Status is evaluated at the key's latest ts, or at `now_ms` (the partition's stream
+    time) if that is later; a status change is reported as a transition.
     """
     out = BatchOutcome()
     by_key: dict[str, list[StockChange]] = defaultdict(list)
@@ -377,7 +395,7 @@ def apply_changes(
     for key, key_changes in by_key.items():
         raw = store.get(key)
         state = StockState.decode(raw) if raw is not None else StockState()
-        seen = {item[0] for item in (*state.changes, *state.pending)}
+        seen = {item[0] for item in state.changes}
         changed = raw is None
         for change in key_changes:
             result = state.apply(change, seen, rules)
@@ -389,7 +407,8 @@ def apply_changes(
             continue
         state.compact(rules)
         assert state.max_ts is not None
-        transition = reevaluate(key, state, state.max_ts, rules)
+        at_ms = state.max_ts if now_ms is None else max(now_ms, state.max_ts)
+        transition = reevaluate(key, state, at_ms, rules)
         if transition is not None:
             out.transitions.append(transition)
         out.encoded[key] = state.encode()

@@ -22,7 +22,7 @@ import weakref
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -76,13 +76,12 @@ class _Message:
     partition: int
 
 
-@dataclass(eq=False)
 class _PartitionEvent:
     """Stands in for Faust's current event: Faust's RocksDB store files a key under the
     current event's partition (one database per partition), not the table's choice."""
 
-    message: _Message
-    refs: list[Any] = field(default_factory=list)
+    def __init__(self, message: _Message) -> None:
+        self.message = message
 
 
 @contextmanager
@@ -139,10 +138,14 @@ class InventoryStage:
             self._gauge(status).labels(label).set(0)
         self._flag_counts.clear()
 
+    def assigned(self) -> set[int]:
+        topic = self.stock_topic
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
     async def partition_meta(self, p: int) -> PartitionMeta:
         meta = self.partitions.get(p)
         if meta is None:
-            await self._load({p})
+            await self._load({p} | (self.assigned() - set(self.partitions)))
             meta = self.partitions[p]
         return meta
 
@@ -233,11 +236,7 @@ class InventoryStage:
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        assigned = {
-            tp.partition
-            for tp in self.app.assignor.assigned_actives()
-            if tp.topic == self.stock_topic
-        }
+        assigned = self.assigned()
         missing = assigned - set(self.partitions)
         if missing:
             await self._load(missing)
