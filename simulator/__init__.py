@@ -18,6 +18,7 @@ from simulator.config import (
 )
 from simulator.errors import SimulatorError
 from simulator.generator import generate
+from simulator.placement import place_incidents
 from simulator.producer import ProduceReport, produce
 from simulator.scenario import Delivery, Scenario
 from simulator.truth import ExpectedAlert, GroundTruth, WindowTruth
@@ -41,6 +42,7 @@ __all__ = [
     "WindowTruth",
     "batches",
     "generate",
+    "place_incidents",
     "produce",
     "read_jsonl",
     "read_truth",

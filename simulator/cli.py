@@ -10,9 +10,11 @@ import argparse
 import os
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from simulator.clock import CST
 from simulator.config import Incident, IncidentKind, KeyMode, ScenarioConfig
 from simulator.errors import SimulatorError
 from simulator.generator import generate
@@ -183,13 +185,16 @@ def _summary(scenario: Scenario, generate_s: float, produced: Any, args: argpars
                 + (f" {incident['sku']}" if incident["sku"] else "")
             )
             lines.append(
-                f"  {incident['kind']:<16} {target:<24} {incident['start_ms']} - "
-                f"{incident['end_ms'] if incident['end_ms'] is not None else 'end'}"
+                f"  {incident['kind']:<16} {target:<24} {_clock(incident['start_ms'])} - "
+                f"{_clock(incident['end_ms'])}"
             )
-        lines.append("expected alerts:")
+        lines.append("expected alerts (event time, +08:00):")
         for alert in truth.expected_alerts:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
-            lines.append(f"  {alert.alertname}{{{labels}}} from {alert.starts_at_ms}")
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(alert.labels.items()))
+            lines.append(
+                f"  {alert.alertname}{{{labels}}} {_clock(alert.starts_at_ms)} - "
+                f"{_clock(alert.ends_at_ms)}"
+            )
     for note in truth.notes:
         lines.append(f"note: {note}")
     if args.out is not None:
@@ -201,6 +206,13 @@ def _summary(scenario: Scenario, generate_s: float, produced: Any, args: argpars
             f"{produced.seconds:.1f} s: {produced.events_per_s:,.0f} events/s"
         )
     return "\n".join(lines)
+
+
+def _clock(ts_ms: int | None) -> str:
+    """Local time of day (+08:00) of an event time, to the second."""
+    if ts_ms is None:
+        return "end"
+    return datetime.fromtimestamp(ts_ms / 1000, CST).strftime("%H:%M:%S")
 
 
 def main(argv: list[str] | None = None) -> int:

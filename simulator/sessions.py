@@ -421,7 +421,10 @@ class Shoppers:
             ts = sink.place(paid_ts + 5000.0 + expo(1 / 30_000.0))
             if keep(ts):
                 reason = _COMPLAINT_REASONS[int(rnd() * len(_COMPLAINT_REASONS))]
-                sink.add(ts, AFTERSALES, after_event("complaint", ts, reason=reason))
+                complaint = after_event("complaint", ts, reason=reason)
+                if rnd() < 0.2:  # about the shop rather than one order
+                    del complaint["order_id"]
+                sink.add(ts, AFTERSALES, complaint)
 
 
 def _geometric(rnd: Any, mean: float) -> int:
