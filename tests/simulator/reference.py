@@ -109,6 +109,19 @@ def recompute(deliveries: list[Any], window_ms: int, grace_ms: int) -> RefTruth:
     return RefTruth(counted, late, duplicates, inventory(unique))
 
 
+_RECOMPUTED: dict[int, tuple[Scenario, RefTruth]] = {}
+
+
+def recompute_scenario(scenario: Scenario) -> RefTruth:
+    """`recompute` for a (cached) scenario, once."""
+    cached = _RECOMPUTED.get(id(scenario))
+    if cached is None or cached[0] is not scenario:
+        truth = scenario.truth
+        cached = (scenario, recompute(scenario.deliveries, truth.window_ms, truth.grace_ms))
+        _RECOMPUTED[id(scenario)] = cached
+    return cached[1]
+
+
 def stock_changes(unique_events: list[dict[str, Any]]) -> dict[tuple[str, str], list[Any]]:
     """(ts, delta) per store x sku from distinct events, per the order state rules."""
     changes: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)

@@ -11,7 +11,7 @@ import pytest
 from simulator import GroundTruth, Scenario, batches
 from tests.simulator.reference import (
     incident_scenario,
-    recompute,
+    recompute_scenario,
     small_scenario,
     stock_changes,
     ts_ms,
@@ -32,7 +32,7 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
 
 def test_windows_equal_the_reference(scenario: Scenario) -> None:
     truth = scenario.truth
-    ref = recompute(scenario.deliveries, truth.window_ms, truth.grace_ms)
+    ref = recompute_scenario(scenario)
     assert set(truth.windows) == set(ref.windows)
     for key, window in truth.windows.items():
         expected = ref.windows[key]
@@ -46,7 +46,7 @@ def test_windows_equal_the_reference(scenario: Scenario) -> None:
 
 def test_late_and_duplicates_equal_the_reference(scenario: Scenario) -> None:
     truth = scenario.truth
-    ref = recompute(scenario.deliveries, truth.window_ms, truth.grace_ms)
+    ref = recompute_scenario(scenario)
     assert truth.late_event_ids == ref.late
     assert truth.duplicates == ref.duplicates
     assert truth.late_event_ids and truth.duplicates
@@ -57,7 +57,7 @@ def test_late_and_duplicates_equal_the_reference(scenario: Scenario) -> None:
 
 def test_inventory_equals_the_event_time_reference(scenario: Scenario) -> None:
     truth = scenario.truth
-    ref = recompute(scenario.deliveries, truth.window_ms, truth.grace_ms)
+    ref = recompute_scenario(scenario)
     assert truth.inventory == ref.inventory
     config = scenario.config
     assert len(truth.inventory) == config.stores * config.skus_per_store
