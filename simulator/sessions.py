@@ -316,9 +316,9 @@ class Shoppers:
                 ts = sink.place(t)
                 fail = self._plan.payment_fail_probability(store, channel, ts, funnel.payment_fail)
                 if rnd() >= fail:
+                    paid_ts = ts  # paid, even if a traffic stop swallows the event
                     if keep(ts):
                         sink.add(ts, ORDERS, order_event("order_paid", ts))
-                        paid_ts = ts
                     break
                 if keep(ts):
                     reason = _FAIL_REASONS[int(rnd() * len(_FAIL_REASONS))]

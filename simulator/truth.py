@@ -92,6 +92,14 @@ class ExpectedAlert:
     incident: str
     evidence: dict[str, float | int | None] = field(default_factory=dict)
 
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """(alertname, sorted labels): to match alerts by identity."""
+        return self.alertname, tuple(sorted(self.labels.items()))
+
+    def __hash__(self) -> int:
+        return hash((self.key, self.starts_at_ms, self.ends_at_ms, self.incident))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "alertname": self.alertname,
