@@ -4,9 +4,9 @@ the inventory metrics and the status listeners (alert detectors).
 The table maps `store_id|sku` to an encoded `StockState` (streams/inventory.py), on the
 stock topic's partition of that key. Each batch is grouped by partition and each touched
 key written once. Per partition a meta key `#<p>` records the last stock-topic offset
-applied and the partition's stream time, written after the keys in the same changelog
-partition: messages re-read after a crash at or before that offset are skipped, and
-re-sent changes are recognised by their id.
+applied and the partition's event time (largest change ts), written after the keys in the
+same changelog partition: messages re-read after a crash at or before that offset are
+skipped, and re-sent changes are recognised by their id.
 
 Listeners get a `StockStatus` on every status change (ok -> low -> out and back) and, with
 `previous=None`, every key that is low or out when a partition is (re)loaded after a
@@ -17,7 +17,6 @@ telling the listeners: the new owner announces them.
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
@@ -45,7 +44,6 @@ from streams.routing import partition_for
 from streams.settings import Settings
 from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
-from streams.windows import StreamClock
 
 __all__ = ["InventoryStage", "StockListener"]
 
@@ -57,17 +55,13 @@ META_PREFIX = "#"  # store ids never start with it (CONTRACT.md §2)
 StockListener = Callable[[StockStatus], Awaitable[None]]
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass
 class PartitionMeta:
-    clock: StreamClock
     offset: int = -1  # last stock-topic offset applied
+    stream_ms: int | None = None  # the largest change ts seen: the partition's event time
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.offset, self.clock.stream_ms])
+        return orjson.dumps([self.offset, self.stream_ms])
 
 
 @dataclass(frozen=True)
@@ -153,19 +147,14 @@ class InventoryStage:
         """One scan of the table for the partitions in `wanted`: their meta and the keys
         that are not OK (the first byte of a value tells, so most are not decoded)."""
         n = self.settings.partitions
-        s = self.settings
         for p in wanted:
-            clock = StreamClock(s.window_ms, s.grace_ms, s.idle_ms)
-            clock.last_event_wall_ms = clock.last_advance_wall_ms = _wall_ms()
-            self.partitions[p] = PartitionMeta(clock)
+            self.partitions[p] = PartitionMeta()
         found: list[StockStatus] = []
         for key, raw in self.table.items():
             if key.startswith(META_PREFIX):
                 p = int(key[len(META_PREFIX) :])
                 if p in wanted:
-                    offset, stream_ms = orjson.loads(raw)
-                    self.partitions[p].offset = offset
-                    self.partitions[p].clock.stream_ms = stream_ms
+                    self.partitions[p] = PartitionMeta(*orjson.loads(raw))
             elif status_of(raw) is not Status.OK and partition_for(key, n) in wanted:
                 state = StockState.decode(raw)
                 assert state.max_ts is not None
@@ -190,12 +179,11 @@ class InventoryStage:
             if last_offset == meta.offset:
                 continue  # all applied before a restart
             with on_partition(self.stock_topic, p):
-                now_ms = meta.clock.stream_ms
-                outcome = apply_changes(self.table, changes, self.rules, now_ms)
+                outcome = apply_changes(self.table, changes, self.rules, meta.stream_ms)
                 for key, raw in outcome.encoded.items():
                     self.table[key] = raw
                 if outcome.max_ts is not None:
-                    meta.clock.observe(outcome.max_ts, _wall_ms())
+                    meta.stream_ms = max(meta.stream_ms or outcome.max_ts, outcome.max_ts)
                 meta.offset = last_offset
                 self.table[f"{META_PREFIX}{p}"] = meta.encode()
             self.metrics.processed.labels("inventory").inc(len(changes))
@@ -232,22 +220,19 @@ class InventoryStage:
         m = self.metrics
         return m.stock_out_skus if status is Status.OUT else m.low_stock_skus
 
-    # --- the clock tick: quiet partitions advance, low keys may recover --------------
+    # --- the tick: loads new partitions; low keys recover as their partition's event
+    # time moves on without their sales -----------------------------------------------
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        assigned = self.assigned()
-        missing = assigned - set(self.partitions)
+        missing = self.assigned() - set(self.partitions)
         if missing:
             await self._load(missing)
-        wall_ms = _wall_ms()
-        for p in assigned:
-            self.partitions[p].clock.advance_if_idle(wall_ms)
         transitions = []
         for low in self.index.all(Status.LOW):
             p = self.key_partition(low.store_id, low.sku)
             meta = self.partitions.get(p)
-            now_ms = meta.clock.stream_ms if meta is not None else None
+            now_ms = meta.stream_ms if meta is not None else None
             if now_ms is None or now_ms <= low.ts:
                 continue
             key = f"{low.store_id}|{low.sku}"
@@ -278,7 +263,7 @@ class InventoryStage:
             return None
         state = StockState.decode(raw)
         meta = self.partitions.get(p)
-        stream_ms = meta.clock.stream_ms if meta is not None else None
+        stream_ms = meta.stream_ms if meta is not None else None
         assert state.max_ts is not None
         now_ms = max(state.max_ts, stream_ms or state.max_ts)
         state.status = state.evaluate(now_ms, self.rules)

@@ -1,0 +1,189 @@
+"""Issue: the inventory table equals the simulator's ground truth for every store x SKU.
+
+Real broker, 4 partitions, random message keys; duplicated, cancelled and returned orders,
+sellouts, and half of the stock snapshots delivered up to 3 minutes late (so they arrive
+after changes newer than them, and some after the next snapshot). Compared through the
+HTTP API, which redirects to the worker that owns a key; a worker stopped mid-run and
+started again restores the table from its changelog.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterable
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from simulator import Incident, KeyMode, Scenario, ScenarioConfig, generate, produce
+from tests.support.worker import Worker, WorkerFactory, http_get
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = {"partitions": 4}
+
+
+def inventory_scenario(seed: int) -> Scenario:
+    config = ScenarioConfig(
+        seed=seed,
+        duration_s=600,
+        base_rate=100,
+        stores=3,
+        skus_per_store=200,
+        key_mode=KeyMode.RANDOM,
+        duplicate_rate=0.03,
+        out_of_order_rate=0.2,
+        snapshot_interval_s=60,
+        incidents=(Incident("sellout", 120, 400), Incident("sellout", 200, None, store=1)),
+    )
+    return with_late_snapshots(generate(config), random.Random(seed))
+
+
+def with_late_snapshots(scenario: Scenario, rnd: random.Random, share: float = 0.5,
+                        max_delay_ms: int = 180_000) -> Scenario:  # fmt: skip
+    """The same events, with a share of the stock snapshots delivered later."""
+    timed = []
+    for index, (delivery, at) in enumerate(
+        zip(scenario.deliveries, scenario.delivered_at_ms, strict=True)
+    ):
+        if delivery.event["type"] == "stock_snapshot" and rnd.random() < share:
+            at += rnd.randrange(1, max_delay_ms)
+        timed.append((at, index, delivery))
+    timed.sort(key=lambda item: item[:2])
+    return Scenario(
+        scenario.config, [d for _, _, d in timed], [at for at, _, _ in timed], scenario.truth
+    )
+
+
+def check_scenario(scenario: Scenario) -> None:
+    types = {d.event["type"] for d in scenario.deliveries}
+    assert {"order_cancelled", "return_received", "restock", "stock_adjust"} <= types
+    assert scenario.truth.duplicates > 0
+    assert any(available <= 0 for available in scenario.truth.inventory.values())
+
+
+# --- waiting until everything is consumed ------------------------------------------
+
+
+def _lag(bootstrap: str, group: str, topics: Iterable[str]) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = consumer.end_offsets(partitions)
+        committed = admin.list_group_offsets(group).get(group, {})
+    finally:
+        consumer.close()
+        admin.close()
+    return sum(
+        end - max(0, committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+    )
+
+
+def wait_consumed(workers: WorkerFactory, timeout_s: float = 180) -> None:
+    """Until stage 1 read every input message, and stage 2 and the inventory agent every
+    message of their topics, twice in a row (one commit interval apart)."""
+    bootstrap = workers.stack.kafka_bootstrap
+    app_id = f"salewatch-{workers.run_id}"
+    inputs = [workers.input_topic(kind) for kind in ("orders", "aftersales", "inventory")]
+    internal = [workers.output_topic("events"), workers.output_topic("stock")]
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    lag = -1
+    while time.monotonic() < deadline and quiet < 2:
+        time.sleep(1.5)
+        lag = _lag(bootstrap, f"{app_id}-ingest", inputs) + _lag(bootstrap, app_id, internal)
+        quiet = quiet + 1 if lag == 0 else 0
+    assert quiet >= 2, f"still {lag} messages to consume after {timeout_s}s"
+
+
+# --- comparing through the API -----------------------------------------------------
+
+
+def stock(worker: Worker, path: str) -> dict[str, object]:
+    status, body = http_get(worker.url + path)  # follows the 307 to the owner
+    assert status == 200, (path, status, body)
+    return orjson.loads(body)  # type: ignore[no-any-return]
+
+
+def assert_inventory_equals_truth(scenario: Scenario, worker: Worker) -> None:
+    truth = scenario.truth.inventory
+    wrong = {}
+    for (store_id, sku), expected in sorted(truth.items()):
+        body = stock(worker, f"/api/stock/{store_id}/{sku}")
+        if body["available"] != expected:
+            wrong[store_id, sku] = (expected, body["available"])
+    assert not wrong, f"{len(wrong)} of {len(truth)} keys differ (truth, table): {wrong}"
+    for store_id in sorted({store_id for store_id, _ in truth}):
+        body = stock(worker, f"/api/stock/{store_id}?status=out&limit=10000")
+        assert body["complete"] is True
+        listed = {item["sku"] for item in body["skus"]}  # type: ignore[attr-defined]
+        assert listed == {sku for (s, sku), v in truth.items() if s == store_id and v <= 0}
+
+
+def metric_sum(workers: Iterable[Worker], name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for worker in workers
+        for line in worker.metrics().splitlines()
+        if line.startswith(name + "{")
+    )
+
+
+def processed(worker: Worker) -> dict[str, float]:
+    """Events through each pipeline step on this worker so far."""
+    return {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in worker.metrics().splitlines()
+        if line.startswith("salewatch_processed_events_total{")
+    }
+
+
+def test_inventory_equals_ground_truth_with_two_workers(workers: WorkerFactory) -> None:
+    scenario = inventory_scenario(seed=21)
+    check_scenario(scenario)
+    first = workers.start(**SETTINGS)
+    second = workers.start(**SETTINGS)
+    produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
+    wait_consumed(workers)
+
+    assert_inventory_equals_truth(scenario, first)
+    out = sum(1 for v in scenario.truth.inventory.values() if v <= 0)
+    assert metric_sum([first, second], "salewatch_stock_out_skus") == out
+    assert metric_sum([first, second], "salewatch_stockouts_total") >= out
+    restocks = scenario.truth.events_by_type["restock"]
+    assert metric_sum([first, second], "salewatch_restocks_total") == restocks
+    # the other worker answers the same, by redirect or from its own partitions
+    body = stock(second, f"/api/stock/{next(iter(scenario.truth.inventory))[0]}?status=out,low")
+    assert body["complete"] is True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_inventory_survives_a_restart_mid_run(workers: WorkerFactory, sig: int) -> None:
+    scenario = inventory_scenario(seed=22)
+    check_scenario(scenario)
+    worker = workers.start(**SETTINGS)
+    produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
+    deadline = time.monotonic() + 60
+    while True:
+        steps = processed(worker)
+        if steps.get("ingest", 0) >= len(scenario) // 2 and steps.get("inventory", 0) > 0:
+            break
+        assert time.monotonic() < deadline, f"the worker did not start consuming: {steps}"
+        time.sleep(0.02)
+    worker.stop(sig)
+    assert steps["ingest"] < len(scenario), "stopped after the run, not in it"
+    restarted = workers.start(wait_healthy=False, **SETTINGS)
+    # after a kill the group waits for the dead member's session to time out (60 s)
+    workers.wait_healthy(restarted, timeout=150)
+    wait_consumed(workers)
+    assert_inventory_equals_truth(scenario, restarted)
+    out = sum(1 for v in scenario.truth.inventory.values() if v <= 0)
+    assert metric_sum([restarted], "salewatch_stock_out_skus") == out
