@@ -264,7 +264,7 @@ class Shoppers:
         channel_name = self._config.channels[channel]
         created_ts = sink.place(t)
 
-        items = dict(cart)
+        items = dict(list(cart.items())[:5])  # 1-5 lines
         extra = _pick_index(rnd, funnel.extra_lines)
         for rank in rng.choices(range(len(cum_weights)), cum_weights=cum_weights, k=extra):
             if len(items) < 5 and rank not in items:
