@@ -1,10 +1,12 @@
 """Kafka messages from deliveries: JSON arrays of events of one topic and key.
 
-A message holds consecutive deliveries of one topic and key. With `linger_ms` > 0 (the
-default, like a producer's linger) the deliveries of one topic and key that arrive within
-`linger_ms` of the batch's first one (on the delivery-time scale) share a message even when
-other keys come between; per topic and key the order is kept, and no event moves more than
-`linger_ms` against the others. `linger_ms=0` groups strictly consecutive runs only.
+A message holds consecutive deliveries of one topic and key. With `linger_ms` > 0 (like a
+producer's linger) the deliveries of one topic and key that arrive within `linger_ms` of
+the batch's first one (on the delivery-time scale) share a message even when other keys
+come between; per topic and key the order is kept, and no event moves more than
+`linger_ms` against the others. The default, min(1 s, grace/4), keeps the late set of the
+ground truth intact (out-of-order slack grace/2 + linger < grace). `linger_ms=0` groups
+strictly consecutive runs only.
 Limits (CONTRACT.md §1): at most 10,000 events and 1 MiB per message.
 """
 
@@ -25,6 +27,7 @@ MAX_BATCH_BYTES = 1024 * 1024
 # default bytes per message: under 1 MiB so that key and record overhead still fit a
 # broker's default message.max.bytes (1 MiB + 12) even without compression
 _DEFAULT_MAX_BYTES = 1_000_000
+_DEFAULT_LINGER_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,11 @@ def batches(
     scenario: Scenario,
     max_events: int = 500,
     max_bytes: int = _DEFAULT_MAX_BYTES,
-    linger_ms: int = 1000,
+    linger_ms: int | None = None,
 ) -> list[Batch]:
     """Group the deliveries into messages, in the order to produce them."""
+    if linger_ms is None:
+        linger_ms = min(_DEFAULT_LINGER_MS, scenario.config.grace_ms // 4)
     if not 1 <= max_events <= MAX_BATCH_EVENTS:
         raise SimulatorError(f"max_events must be in 1..{MAX_BATCH_EVENTS}")
     if not 2 < max_bytes <= MAX_BATCH_BYTES:

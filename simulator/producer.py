@@ -43,7 +43,7 @@ def produce(
     speed: float | None = None,
     *,
     max_events: int = 500,
-    linger_ms: int = 1000,
+    linger_ms: int | None = None,
     compression: str | None = "auto",
     progress: Callable[[int, int], None] | None = None,
     producer_options: dict[str, Any] | None = None,

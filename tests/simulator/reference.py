@@ -237,3 +237,23 @@ def small_scenario(seed: int = 1, key_mode: str = "store") -> Scenario:
         snapshot_interval_s=60,
     )
     return generate(config)
+
+
+@functools.cache
+def short_window_scenario() -> Scenario:
+    """10 s windows with 2 s grace, random keys: the tight case for the late rule."""
+    config = ScenarioConfig(
+        seed=21,
+        duration_s=300,
+        base_rate=120,
+        stores=3,
+        skus_per_store=200,
+        window_ms=10_000,
+        grace_ms=2_000,
+        key_mode="random",
+        late_rate=0.005,
+        out_of_order_rate=0.15,
+        duplicate_rate=0.02,
+        snapshot_interval_s=60,
+    )
+    return generate(config)

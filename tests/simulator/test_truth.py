@@ -12,6 +12,7 @@ from simulator import GroundTruth, Scenario, batches
 from tests.simulator.reference import (
     incident_scenario,
     recompute_scenario,
+    short_window_scenario,
     small_scenario,
     stock_changes,
     ts_ms,
@@ -22,6 +23,7 @@ CASES = {
     "random keys": lambda: small_scenario(2, "random"),
     "user keys": lambda: small_scenario(3, "user"),
     "no keys, incidents": lambda: incident_scenario("none"),
+    "10 s windows, 2 s grace": short_window_scenario,
 }
 
 
