@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from tests.simulator.reference import (
     ts_ms,
 )
 
-CASES = {
+CASES: dict[str, Callable[[], Scenario]] = {
     "store keys": lambda: small_scenario(1, "store"),
     "random keys": lambda: small_scenario(2, "random"),
     "user keys": lambda: small_scenario(3, "user"),
