@@ -3,9 +3,9 @@
 impression -> click -> cart_add (sometimes cart_remove) -> order_created -> order_paid or
 payment_failed (with retries) -> sometimes order_cancelled; paid orders sometimes bring
 refund_requested / refund_completed, return_received (with restock) and complaints.
-Each step follows the previous one by a second or two (refund requests too, a few seconds
-after payment), far less than a window, so a traffic step (the midnight rush) leaves every
-window's step conversions, payment failure and refund rates steady.
+Each step follows the previous one by about half a second (retries and refund requests
+too), far less than a window (even a 10 s one), so a traffic step such as the midnight rush
+leaves every window's step conversions, payment failure and refund rates steady.
 """
 
 from __future__ import annotations
@@ -160,9 +160,9 @@ class Shoppers:
             )
             if rnd() >= p_click:
                 continue
-            # each step follows the previous one by ~1-2 s: far shorter than a window, so a
+            # each step follows the previous one by ~0.5 s: far shorter than a window, so a
             # traffic step (the rush) leaves the windows' step conversions steady
-            t += 200.0 + expo(1 / 800.0)
+            t += 100.0 + expo(1 / 400.0)
             ts = place(t)
             if not keep(ts):
                 continue
@@ -184,7 +184,7 @@ class Shoppers:
             )
             if rnd() >= p_cart:
                 continue
-            t += 300.0 + expo(1 / 1200.0)
+            t += 100.0 + expo(1 / 400.0)
             ts = place(t)
             qty = 1 if rnd() < 0.75 else 2 + int(rnd() * 2)
             if not keep(ts):
@@ -226,8 +226,8 @@ class Shoppers:
                 last_cart = t
         if not cart:
             return
-        # checkout ~2 s after the last cart_add (browsing may go on meanwhile)
-        t = last_cart + 500.0 + expo(1 / 1500.0)
+        # checkout ~0.5 s after the last cart_add (browsing may go on meanwhile)
+        t = last_cart + 100.0 + expo(1 / 400.0)
         p_order = funnel.order * self._plan.checkout_factor(store, channel, int(t))
         if rnd() < p_order:
             self._order(store, channel, catalog.cum_weights, user, session_id, cart, t, keep)
@@ -311,7 +311,7 @@ class Shoppers:
         t = float(created_ts)
         last_ts = created_ts
         if rnd() < funnel.attempt:
-            t += 500.0 + expo(1 / 1500.0)
+            t += 100.0 + expo(1 / 400.0)
             for attempt in range(1, funnel.max_attempts + 1):
                 ts = sink.place(t)
                 fail = self._plan.payment_fail_probability(store, channel, ts, funnel.payment_fail)
@@ -326,7 +326,7 @@ class Shoppers:
                 last_ts = ts
                 if attempt == funnel.max_attempts or rnd() >= funnel.retry:
                     break
-                t += 1000.0 + expo(1 / 3000.0)
+                t += 300.0 + expo(1 / 700.0)
 
         if paid_ts is None:
             if rnd() < funnel.cancel_unpaid:
@@ -373,7 +373,7 @@ class Shoppers:
 
         refund_p = funnel.refund * self._plan.refund_factor(store, paid_ts)
         if rnd() < refund_p:
-            ts = sink.place(paid_ts + 500.0 + expo(1 / 2000.0))
+            ts = sink.place(paid_ts + 100.0 + expo(1 / 400.0))
             fields: dict[str, Any] = {"reason": rng.choice(_REFUND_REASONS)}
             line_rank = None
             if rnd() < funnel.refund_line:

@@ -4,8 +4,9 @@ with steady conversion."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import timedelta
 
-from simulator import Scenario
+from simulator import Scenario, ScenarioConfig, generate
 from simulator.topics import STAGES
 from simulator.truth import WindowTruth
 from tests.simulator.reference import rush_scenario, small_scenario
@@ -111,3 +112,32 @@ def test_orders_have_one_to_five_lines_with_discounts() -> None:
     sizes = Counter(len(e["lines"]) for e in created)
     assert set(sizes) == {1, 2, 3, 4, 5}
     assert sizes[1] > sizes[2] > sizes[5]
+
+
+def test_short_windows_see_no_conversion_dip_when_the_rush_starts() -> None:
+    """The stage lags are ~0.5 s: even a 10 s window at the x20 step keeps its conversion
+    (with 2-4 s lags, as once, the first rush window lost 25-35% of it)."""
+    start = ScenarioConfig().start
+    ratios: dict[str, list[float]] = defaultdict(list)
+    for seed in (1, 2, 3):
+        config = ScenarioConfig(
+            seed=seed,
+            duration_s=200,
+            base_rate=80,
+            stores=2,
+            skus_per_store=200,
+            window_ms=10_000,
+            grace_ms=2_000,
+            flash_sales=(),
+            rush_at=start + timedelta(seconds=120),
+            rush_minutes=1.0,
+        )
+        windows = per_window(generate(config))
+        first = windows[config.rush_start_ms]
+        rest = [windows[config.rush_start_ms + k * 10_000] for k in range(1, 6)]
+        for stage in STAGES[1:]:
+            previous = STAGES[STAGES.index(stage) - 1]
+            level = step(rest, stage)
+            ratios[stage].append(first.counts[stage] / first.counts[previous] / level)
+    for stage, values in ratios.items():
+        assert sum(values) / len(values) > 0.85 and min(values) > 0.7, (stage, values)
