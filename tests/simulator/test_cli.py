@@ -64,3 +64,19 @@ def test_progress_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[s
     captured = capsys.readouterr()
     assert "generate" in captured.err and "100%" in captured.err
     assert "[" not in captured.out  # no bar in the summary
+
+
+def test_run_produces_to_kafka(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import kafka  # type: ignore[import-untyped]
+
+    from tests.simulator.test_producer import FakeProducer
+
+    monkeypatch.setattr(kafka, "KafkaProducer", FakeProducer)
+    options = ["--duration", "120", "--rate", "20", "--skus", "30", "--bootstrap", "h:1"]
+    assert main([*options, "--topic-prefix", "x.", "--key-mode", "none"]) == 0
+    sent = FakeProducer.last.sent
+    assert sent and all(topic.startswith("x.") and key is None for topic, key, _v in sent)
+    captured = capsys.readouterr()
+    assert "produce" in captured.err and "events/s" in captured.out
