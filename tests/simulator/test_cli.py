@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator import Incident, read_jsonl, read_truth
+from simulator import Incident, generate, read_jsonl, read_truth
 from simulator.cli import add_arguments, build_config, main, parse_incident, run
 
 
@@ -57,6 +57,9 @@ def test_run_writes_files_and_summary(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(deliveries) == truth.deliveries
     assert all(key == b"store-000" or key == b"store-001" for _t, key, _e in deliveries)
     assert truth.expected_alerts[0].alertname == "PaymentFailureSpike"
+    again = generate(build_config(args))  # the files hold exactly the generated scenario
+    assert deliveries == again.deliveries
+    assert truth == again.truth
 
 
 def test_progress_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
