@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from alerts.stage import AlertStage
 from streams import funnel_api, http_ingest, ingest, inventory_api, web
 from streams.funnel_agent import FunnelStage
 from streams.inventory_agent import InventoryStage
@@ -46,6 +47,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     merge.register()
     inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners
     inventory.register()
+    AlertStage(app, settings, topics, metrics, merge, inventory).register()
     web.register(app, metrics, status)
     funnel_api.register(app, funnel, merge)
     inventory_api.register(app, inventory)

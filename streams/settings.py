@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.campaign import CampaignError, load_calendar
 from streams.errors import ConfigError
 from streams.events import TopicKind
 
@@ -55,6 +57,14 @@ class Settings(BaseSettings):
     low_stock_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
     velocity_half_life_ms: PositiveMs = 5 * 60_000
 
+    # business alerts (alerts/, docs/alerts.md): Alertmanager (unset: log, topic, API and
+    # metrics only), re-send interval of firing alerts, campaign calendar and thresholds
+    # file, Grafana base URL for the alerts' generatorURL
+    alertmanager_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    alert_resend_s: float = Field(60.0, gt=0, le=3600)
+    campaign_file: str | None = None
+    grafana_url: str = Field("http://localhost:3000", pattern=r"^https?://\S+$")
+
     # the hot path: messages taken per batch and the longest wait for a batch to fill
     batch_max_messages: int = Field(2_000, ge=1, le=100_000)
     batch_within_ms: PositiveMs = 50
@@ -62,6 +72,22 @@ class Settings(BaseSettings):
     # bounded metric labels: values past the cap are reported as `other`
     max_store_labels: int = Field(500, ge=1)
     max_channel_labels: int = Field(32, ge=1)
+
+    @field_validator("alertmanager_url", "campaign_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("campaign_file")
+    @classmethod
+    def _campaign_loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_calendar(value)
+            except CampaignError as exc:
+                detail = {"detail": str(exc)}
+                raise PydanticCustomError("campaign_file", "{detail}", detail) from None
+        return value
 
     @model_validator(mode="after")
     def _window_fits_grace(self) -> Self:

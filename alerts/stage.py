@@ -1,0 +1,287 @@
+"""The alert stage on Faust: detectors hooked into stage 3 and the inventory stage, alert
+state in changelog-backed tables, the Alertmanager notifier, GET /api/alerts and metrics.
+
+State, per stage partition (written inside that partition, so it moves with it):
+- `alerts-firing`: `<partition>|<identity>` -> the firing alert (alerts.lifecycle.Alert);
+  resolved alerts are deleted. Partitions are loaded when assigned, and every firing alert
+  of a loaded partition is (re-)sent to Alertmanager: after a restart or a rebalance the
+  new owner re-sends them all.
+- `alerts-detectors`: `<partition>|c|<store>|<channel>` and `<partition>|s|<store>` -> the
+  window detectors of a key (baselines, hysteresis), so a restart needs no warm-up.
+
+Window alerts belong to the stage-3 partition of their store, stock alerts to the inventory
+partition of their store x SKU (both topics have `SALEWATCH_PARTITIONS` partitions and are
+co-assigned, so one worker owns partition p of both and of these tables).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from alerts.campaign import Calendar, CampaignFile, load_calendar
+from alerts.clock import wall_ms
+from alerts.detectors import ChannelDetector, Signal, StoreDetector, stock_signals
+from alerts.evaluation import Advance, FunnelEvaluator, Witness
+from alerts.lifecycle import Alert, AlertBook, Update
+from alerts.notifier import AlertmanagerNotifier
+from streams.inventory import StockStatus
+from streams.inventory_agent import InventoryStage
+from streams.merge import merge_partition
+from streams.merge_agent import MergeStage
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.state import partitioned_table, writing_to
+from streams.topics import Topics
+
+__all__ = ["AlertStage"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+STOCK_ALERTS = ("StockOut", "LowStockSoon")
+
+
+class AlertStage:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        topics: Topics,
+        metrics: Metrics,
+        merge: MergeStage,
+        inventory: InventoryStage | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.metrics = metrics
+        self.merge = merge
+        self.inventory = inventory
+        self.calendar = (
+            load_calendar(settings.campaign_file)
+            if settings.campaign_file
+            else Calendar.build(CampaignFile())
+        )
+        n = settings.partitions
+        self.firing_table = partitioned_table(app, "alerts-firing", n)
+        self.detectors_table = partitioned_table(app, "alerts-detectors", n)
+        self.book = AlertBook(settings.grafana_url)
+        url, resend_s = settings.alertmanager_url, settings.alert_resend_s
+        self.notifier = (
+            AlertmanagerNotifier(url, metrics, resend_s=resend_s) if url is not None else None
+        )
+        self.evaluators: dict[int, FunnelEvaluator] = {}
+        self.witness = Witness()  # windows in which any store on this worker had events
+        self.loaded: set[int] = set()  # partitions whose firing alerts are in the book
+        self._gauge_labels: set[tuple[str, str]] = set()
+
+    def register(self) -> None:
+        self.merge.listeners.append(self.on_window)
+        self.merge.frontier_listeners.append(self.on_frontier)
+        if self.inventory is not None:
+            self.inventory.listeners.append(self.on_stock)
+        self.app.timer(TICK_S, name="alerts-tick")(self.tick)
+        self.app.on_partitions_revoked.connect(self._forget_partitions)
+        if self.notifier is not None:
+            self.app.task(self.notifier.run)
+        self._register_api()
+
+    # --- partitions -----------------------------------------------------------------------
+    @property
+    def changelog_topic(self) -> str:
+        return self.firing_table.changelog_topic.get_topic_name()  # type: ignore[no-any-return]
+
+    def assigned(self) -> set[int]:
+        topic = self.changelog_topic
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
+        self.evaluators.clear()
+        self.loaded.clear()
+        self.book.forget()
+        if self.notifier is not None:
+            self.notifier.drop_firing()
+        self._update_gauges()
+
+    def _evaluator(self, q: int) -> FunnelEvaluator:
+        evaluator = self.evaluators.get(q)
+        if evaluator is None:
+            evaluator = FunnelEvaluator(q, self.settings.window_ms, self.calendar, self.witness)
+            channels, stores = [], []
+            prefix = f"{q}|"
+            for key, raw in list(self.detectors_table.items()):
+                if key.startswith(prefix):
+                    data = orjson.loads(raw)
+                    if key.split("|", 2)[1] == "c":
+                        channels.append(ChannelDetector.from_json(data))
+                    else:
+                        stores.append(StoreDetector.from_json(data))
+            evaluator.restore(channels, stores)
+            self.evaluators[q] = evaluator
+        return evaluator
+
+    async def _load(self, q: int) -> None:
+        """Put partition q's firing alerts in the book; they are re-sent from there."""
+        if q in self.loaded:
+            return
+        self.loaded.add(q)
+        prefix = f"{q}|"
+        alerts = [
+            Alert.decode(raw)
+            for key, raw in list(self.firing_table.items())
+            if key.startswith(prefix)
+        ]
+        self.book.restore(alerts)
+        if alerts:
+            log.info("alerts: partition %d has %d firing alerts; re-sending", q, len(alerts))
+        await self._reconcile_stock(q, [a for a in alerts if a.alertname in STOCK_ALERTS])
+        self._update_gauges()
+
+    async def _reconcile_stock(self, q: int, alerts: list[Alert]) -> None:
+        """Stock alerts whose SKU recovered while no one owned the partition resolve now
+        (the inventory stage announces only keys that are low or out after a load)."""
+        if self.inventory is None or not alerts:
+            return
+        update = Update()
+        for alert in alerts:
+            store_id, sku = alert.labels["store_id"], alert.labels["sku"]
+            body = self.inventory.lookup(store_id, sku)
+            if body is not None:
+                update.extend(self._apply(self._stock_signals(StockStatus.from_dict(body)), q))
+            else:
+                labels = {"store_id": store_id, "sku": sku}
+                gone = Signal(alert.alertname, labels, False, alert.event_starts_ms)
+                update.extend(self._apply([gone], q))
+        await self._commit(update)
+
+    # --- inputs -----------------------------------------------------------------------------
+    async def on_window(self, record: dict[str, Any]) -> None:
+        q = merge_partition(record["store_id"], self.settings.partitions)
+        self._evaluator(q).add(record)
+
+    async def on_frontier(self, q: int, frontier_ms: int) -> None:
+        try:
+            await self._load(q)
+            evaluator = self._evaluator(q)
+            advance = evaluator.advance(frontier_ms)
+            update = self._apply(advance.signals, q)
+            with writing_to(q):
+                self._store_detectors(q, evaluator, advance)
+            await self._commit(update)
+        except Exception:  # an alerting bug must never stop stage 3
+            log.exception("alerts: window detectors of partition %d failed", q)
+
+    async def on_stock(self, status: StockStatus) -> None:
+        if self.inventory is None:
+            return
+        q = self.inventory.key_partition(status.store_id, status.sku)
+        await self._load(q)
+        await self._commit(self._apply(self._stock_signals(status), q))
+
+    def _stock_signals(self, status: StockStatus) -> list[Signal]:
+        t = self.calendar.thresholds(status.store_id, "", status.ts, status.ts + 1)
+        return stock_signals(status, t)
+
+    # --- the clock: held resolutions, re-sends, partitions to load ---------------------------
+    async def tick(self) -> None:
+        if self.app.rebalancing or self.app.in_recovery:
+            return
+        for q in sorted(self.assigned() - self.loaded):
+            await self._load(q)
+        now_ms = wall_ms()
+        await self._commit(self.book.due(now_ms))
+        if self.notifier is not None:
+            self.notifier.resend(self.book.active.values(), now_ms)
+
+    # --- state changes ------------------------------------------------------------------------
+    def _apply(self, signals: Iterable[Signal], q: int) -> Update:
+        update = Update()
+        now_ms = wall_ms()
+        for signal in signals:
+            update.extend(self.book.apply(signal, q, now_ms))
+        return update
+
+    def _store_detectors(self, q: int, evaluator: FunnelEvaluator, advance: Advance) -> None:
+        table = self.detectors_table
+        for store_id, channel in advance.channels - advance.forgotten_channels:
+            detector = evaluator.channels[store_id, channel]
+            table[f"{q}|c|{store_id}|{channel}"] = orjson.dumps(detector.to_json())
+        for store_id, channel in advance.forgotten_channels:
+            table.pop(f"{q}|c|{store_id}|{channel}", None)
+        for store_id in advance.stores - advance.forgotten_stores:
+            table[f"{q}|s|{store_id}"] = orjson.dumps(evaluator.stores[store_id].to_json())
+        for store_id in advance.forgotten_stores:
+            table.pop(f"{q}|s|{store_id}", None)
+
+    async def _commit(self, update: Update) -> None:
+        """Table first (the truth after a crash), then Alertmanager, the topic, the log."""
+        by_partition: dict[int, list[Alert]] = defaultdict(list)
+        for alert in update.stored:
+            by_partition[alert.partition].append(alert)
+        for q, alerts in by_partition.items():
+            with writing_to(q):
+                for alert in alerts:
+                    key = f"{q}|{alert.identity}"
+                    if alert.firing:
+                        self.firing_table[key] = alert.encode()
+                    else:
+                        self.firing_table.pop(key, None)
+        if not update.published:
+            return
+        if self.notifier is not None:
+            self.notifier.submit(update.published)
+        for alert in update.published:
+            record = alert.record()
+            log.warning(
+                "alert %s %s %s: %s",
+                alert.status, alert.alertname, alert.identity, alert.annotations["summary"],
+            )  # fmt: skip
+            await self.topics.alerts.send(
+                key=alert.fingerprint.encode(), value=orjson.dumps(record)
+            )
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        counts = self.book.firing_counts()
+        self._gauge_labels |= set(counts)
+        for alertname, severity in self._gauge_labels:
+            self.metrics.alerts_firing.labels(alertname, severity).set(
+                counts.get((alertname, severity), 0)
+            )
+
+    # --- HTTP -------------------------------------------------------------------------------
+    def snapshot(self, filters: dict[str, str]) -> dict[str, Any]:
+        """GET /api/alerts: firing and recently resolved alerts on this worker."""
+
+        def wanted(alert: Alert) -> bool:
+            return all(alert.labels.get(name) == value for name, value in filters.items())
+
+        firing = sorted(
+            (a for a in self.book.active.values() if wanted(a)), key=lambda a: a.starts_at_ms
+        )
+        resolved = [a for a in self.book.recently_resolved(wall_ms()) if wanted(a)]
+        notifier = self.notifier
+        return {
+            "firing": [a.record() for a in firing],
+            "resolved": [a.record() for a in reversed(resolved)],
+            "partitions": sorted(self.loaded),
+            "alertmanager": None
+            if notifier is None
+            else {
+                "url": notifier.endpoint,
+                "backlog": notifier.backlog,
+                "last_error": notifier.last_error,
+            },
+        }
+
+    def _register_api(self) -> None:
+        @self.app.page("/api/alerts")
+        async def alerts(web: View, request: Request) -> Response:
+            return web.json(self.snapshot(dict(request.query)))

@@ -1,0 +1,139 @@
+"""The campaign calendar: phases, multipliers, boundaries, overrides, and bad files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts.campaign import Calendar, CampaignError, load_calendar
+from streams.errors import ConfigError
+from streams.settings import load_settings
+from tests.support.stack import REPO
+
+CST = timezone(timedelta(hours=8))
+MIDNIGHT = datetime(2026, 11, 11, tzinfo=CST)
+T0 = int(MIDNIGHT.timestamp() * 1000)
+MIN = 60_000
+
+
+def calendar(tmp_path: Path, spec: object) -> Calendar:
+    path = tmp_path / "campaign.yml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_calendar(path)
+
+
+def phase(name: str, start_min: int, end_min: int, **extra: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "start": (MIDNIGHT + timedelta(minutes=start_min)).isoformat(),
+        "end": (MIDNIGHT + timedelta(minutes=end_min)).isoformat(),
+        **extra,
+    }
+
+
+def test_the_example_calendar_loads() -> None:
+    example = load_calendar(REPO / "alerts" / "campaign.example.yml")
+    names = [p.name for p in example.phases]
+    assert names[:2] == ["warm-up", "midnight-peak"]
+    assert example.multiplier("store-000", "app", T0, T0 + MIN) == 20
+    assert example.multiplier("store-000", "app", T0 - MIN, T0) == 2
+    peak = example.thresholds("store-000", "app", T0, T0 + MIN)
+    assert peak.conversion.min_relative_drop == 0.4
+    assert example.holds_baseline("store-000", "app", T0, T0 + MIN)
+    reference = example.reference("any", "web")
+    assert reference is not None and reference.conversion["order"] == 0.45
+
+
+def test_multiplier_is_averaged_over_the_window_and_overlaps_multiply(tmp_path: Path) -> None:
+    c = calendar(tmp_path, {"phases": [
+        phase("peak", 0, 10, traffic_multiplier=20),
+        phase("flash", 5, 8, traffic_multiplier=3, stores=["flag*"], channels=["app"]),
+    ]})  # fmt: skip
+    assert c.multiplier("s1", "app", T0 - MIN // 2, T0 + MIN // 2) == pytest.approx(10.5)
+    assert c.multiplier("flagship", "app", T0 + 5 * MIN, T0 + 6 * MIN) == 60
+    assert c.multiplier("flagship", "web", T0 + 5 * MIN, T0 + 6 * MIN) == 20
+    assert c.multiplier("s1", "app", T0 + 10 * MIN, T0 + 11 * MIN) == 1
+
+
+def test_windows_near_a_boundary_are_flagged_with_the_settle_time(tmp_path: Path) -> None:
+    c = calendar(tmp_path, {"phases": [phase("peak", 0, 10, traffic_multiplier=20)]})
+    near = [c.near_boundary("s", "app", T0 + i * MIN, T0 + (i + 1) * MIN, MIN)
+            for i in range(-2, 4)]  # fmt: skip
+    assert near == [False, False, True, True, False, False]
+    assert c.near_boundary("s", "app", T0 + 10 * MIN, T0 + 11 * MIN, 0)
+
+
+def test_phase_thresholds_override_file_defaults_later_phases_win(tmp_path: Path) -> None:
+    c = calendar(tmp_path, {
+        "thresholds": {"payment_failure": {"min_attempts": 20}},
+        "phases": [
+            phase("a", 0, 10, thresholds={"conversion": {"min_relative_drop": 0.4}}),
+            phase("b", 5, 10, thresholds={"conversion": {"min_relative_drop": 0.5}}),
+        ],
+    })  # fmt: skip
+    assert c.defaults.payment_failure.min_attempts == 20
+    assert c.thresholds("s", "app", T0, T0 + MIN).conversion.min_relative_drop == 0.4
+    late = c.thresholds("s", "app", T0 + 6 * MIN, T0 + 7 * MIN)
+    assert late.conversion.min_relative_drop == 0.5
+    assert late.payment_failure.min_attempts == 20
+    assert c.thresholds("s", "app", T0 - MIN, T0).conversion.min_relative_drop == 0.3
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"phases": [phase("p", 5, 1)]}, r"phases\.0: .*end must be after start"),
+        ({"phases": [{"name": "p", "start": "2026-11-11T00:00:00", "end": "2026-11-11T01:00"}]},
+         "needs a UTC offset"),
+        ({"phases": [phase("p", 0, 1, traffic_multiplier=0)]}, "traffic_multiplier"),
+        ({"phases": [phase("p", 0, 1, multiplier=2)]}, "multiplier: Extra inputs"),
+        ({"thresholds": {"conversion": {"min_relative_drop": 2}}}, "thresholds: conversion"),
+        ({"phases": [phase("peak", 0, 1, thresholds={"traffic": {"hysteresis": {
+            "fire_k": 3, "fire_n": 2}}})]}, r"phases\[0\] \(peak\): thresholds"),
+        ({"reference": [{"conversion": {"basket": 0.2}}]}, "reference"),
+        (["not", "a", "mapping"], "expected a mapping"),
+    ],
+)  # fmt: skip
+def test_bad_calendar_is_refused_saying_where(tmp_path: Path, spec: object, message: str) -> None:
+    with pytest.raises(CampaignError, match=message):
+        calendar(tmp_path, spec)
+
+
+def test_missing_or_broken_file(tmp_path: Path) -> None:
+    with pytest.raises(CampaignError, match="cannot read"):
+        load_calendar(tmp_path / "nope.yml")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("phases: [\n")
+    with pytest.raises(CampaignError, match="not valid YAML"):
+        load_calendar(broken)
+
+
+def test_settings_name_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump({"phases": [phase("p", 5, 1)]}))
+    monkeypatch.setenv("SALEWATCH_CAMPAIGN_FILE", str(bad))
+    with pytest.raises(ConfigError, match=r"SALEWATCH_CAMPAIGN_FILE: .*end must be after start"):
+        load_settings()
+    monkeypatch.setenv("SALEWATCH_CAMPAIGN_FILE", "")
+    assert load_settings().campaign_file is None
+
+
+def test_worker_refuses_to_start_with_a_bad_calendar(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("phases: [{name: p}]\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "streams", "worker"],
+        cwd=REPO,
+        env={"SALEWATCH_CAMPAIGN_FILE": str(bad), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SALEWATCH_CAMPAIGN_FILE" in result.stderr and "start" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,229 @@
+"""Each business detector on hand-made windows: fires on the incident it is for, stays
+quiet on surges, noise and thin volume, resolves when the condition clears."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alerts.detectors import (
+    ChannelDetector,
+    Context,
+    Signal,
+    StoreDetector,
+    WindowView,
+    stock_signals,
+)
+from alerts.thresholds import Thresholds
+from streams.inventory import Status, StockStatus
+
+W = 60_000
+THRESHOLDS = Thresholds()
+
+
+def view(i: int, scale: float = 1.0, **counts: int) -> WindowView:
+    """Window i of a store x channel: 1000 impressions, 10% click, 20% cart, 45% order,
+    90% pay, 2% payment failures, at `scale` times the traffic unless counts say else."""
+    base = {"impression": 1000, "click": 100, "cart": 20, "order": 9, "pay": 8}
+    c = {stage: round(n * scale * 10) for stage, n in base.items()}  # x10: enough volume
+    c.update({k: v for k, v in counts.items() if k in base})
+    failed = counts.get("failed", round(c["pay"] * 0.02))
+    return WindowView("s1", "app", i * W, (i + 1) * W, c, c["pay"], failed,
+                      counts.get("refunds", 0))  # fmt: skip
+
+
+def ctx(**kwargs: Any) -> Context:
+    return Context(thresholds=kwargs.pop("thresholds", THRESHOLDS), window_ms=W, **kwargs)
+
+
+def feed(detector: ChannelDetector, views: list[WindowView], **kwargs: Any) -> list[Signal]:
+    signals = []
+    for v in views:
+        signals.extend(detector.evaluate(v, ctx(**kwargs)))
+    return signals
+
+
+def names(signals: list[Signal]) -> list[tuple[str, bool, str]]:
+    return [(s.alertname, s.firing, s.labels.get("stage", "")) for s in signals]
+
+
+def warm() -> ChannelDetector:
+    detector = ChannelDetector(store_id="s1", channel="app")
+    assert feed(detector, [view(i) for i in range(10)]) == []
+    return detector
+
+
+def test_broken_checkout_fires_conversion_drop_at_order_then_resolves() -> None:
+    detector = warm()
+    broken = [view(10 + i, order=5) for i in range(3)]  # 5 of 200 carts ordered (45% before)
+    signals = feed(detector, broken)
+    assert names(signals)[0] == ("ConversionDrop", True, "order")
+    first = signals[0]
+    assert first.severity == "critical"  # a money stage
+    assert first.event_ms == 10 * W  # when the incident began, in event time
+    assert dict(first.labels) == {"store_id": "s1", "channel": "app", "stage": "order"}
+    assert "order/cart = 5/200" in first.description and first.details["observed"]
+    assert {s.labels["stage"] for s in signals} == {"order"}  # the pay step is still fine
+    resolved = feed(detector, [view(13 + i) for i in range(3)])
+    assert names(resolved) == [("ConversionDrop", False, "order")]
+
+
+def test_one_bad_window_is_not_an_incident() -> None:
+    detector = warm()
+    assert feed(detector, [view(10, order=5), view(11), view(12), view(13, order=5)]) == []
+
+
+def test_a_cart_drop_is_a_warning_unless_it_is_deep() -> None:
+    detector = warm()
+    signals = feed(detector, [view(10 + i, cart=120) for i in range(2)])  # 40% down
+    assert [(s.labels["stage"], s.severity) for s in signals] == [("cart", "warning")]
+    detector = warm()
+    signals = feed(detector, [view(10 + i, cart=40, order=18, pay=16) for i in range(2)])
+    assert [(s.labels["stage"], s.severity) for s in signals] == [("cart", "critical")]
+
+
+def test_the_midnight_rush_with_steady_conversion_fires_nothing() -> None:
+    detector = warm()
+    # x20 traffic for a few minutes; the first rush window's orders lag its carts (funnel
+    # lag); the baseline's median is not moved by a few windows, without any calendar
+    rush = [view(10, scale=20, order=600), *(view(11 + i, scale=20) for i in range(4))]
+    after = [view(15 + i) for i in range(5)]
+    assert feed(detector, rush + after) == []
+
+
+def test_thin_volume_never_fires_and_does_not_resolve_an_alert() -> None:
+    detector = ChannelDetector(store_id="s1", channel="app")
+    thin = [view(i, scale=0.05) for i in range(10)]  # 10 carts a window
+    assert feed(detector, thin + [view(10 + i, scale=0.05, order=0) for i in range(5)]) == []
+    detector = warm()
+    assert names(feed(detector, [view(10, order=5), view(11, order=5)]))[0][1] is True
+    # 4 windows of 10 carts, still no orders: undecided, the alert stays
+    thin = [view(12 + i, scale=0.05, order=0, pay=0) for i in range(4)]
+    assert not [s for s in feed(detector, thin) if s.alertname == "ConversionDrop"]
+    assert detector.tracks["conversion:order"].hysteresis.firing
+
+
+def test_no_alert_before_the_baseline_is_known() -> None:
+    detector = ChannelDetector(store_id="s1", channel="app")
+    assert feed(detector, [view(0), view(1, order=5), view(2, order=5)]) == []
+
+
+def test_breaching_windows_and_firing_time_do_not_teach_the_baseline() -> None:
+    detector = warm()
+    track = detector.tracks["conversion:order"]
+    before = track.baseline.rate()
+    feed(detector, [view(10 + i, order=5) for i in range(5)])
+    assert track.baseline.rate() == before
+
+
+def test_payment_outage_fires_payment_failure_spike() -> None:
+    detector = warm()
+    signals = feed(detector, [view(10 + i, pay=30, failed=170) for i in range(2)])
+    spikes = [s for s in signals if s.alertname == "PaymentFailureSpike"]
+    assert len(spikes) == 1 and spikes[0].labels == {"store_id": "s1", "channel": "app"}
+    assert "170 of 200 payment attempts failed" in spikes[0].description
+
+
+def test_payment_failures_need_the_floor_and_the_volume() -> None:
+    detector = warm()  # baseline 2%
+    # 8%: four times the baseline but under the 10% floor
+    assert not feed(detector, [view(10 + i, pay=74, failed=6) for i in range(3)])
+    detector = warm()
+    # 60% failing but only 10 attempts a window (default minimum 50)
+    assert not feed(detector, [view(10 + i, pay=4, failed=6) for i in range(3)])
+
+
+def test_stopped_traffic_fires_traffic_drop_and_a_drop_of_half_does_not() -> None:
+    detector = warm()
+    stop = [WindowView.empty("s1", "app", (10 + i) * W, (11 + i) * W) for i in range(2)]
+    signals = [s for s in feed(detector, stop) if s.alertname == "TrafficDrop"]
+    assert len(signals) == 1 and signals[0].event_ms == 10 * W
+    assert "0 clicks against 1000 expected" in signals[0].description
+    detector = warm()
+    assert not feed(detector, [view(10 + i, scale=0.5) for i in range(4)])
+
+
+def test_a_quiet_channel_cannot_fire_traffic_drop() -> None:
+    detector = ChannelDetector(store_id="s1", channel="live")
+    quiet = [view(i, click=3) for i in range(10)]
+    stop = [WindowView.empty("s1", "live", (10 + i) * W, (11 + i) * W) for i in range(5)]
+    assert not [s for s in feed(detector, quiet + stop) if s.alertname == "TrafficDrop"]
+
+
+def test_calendar_multiplier_rebases_traffic() -> None:
+    detector = warm()
+    peak = [view(10 + i, scale=20) for i in range(20)]
+    assert feed(detector, peak, multiplier=20.0) == []
+    # the peak phase ends: traffic falls 95% and the calendar expected it
+    assert feed(detector, [view(30 + i) for i in range(5)], multiplier=1.0) == []
+    # the same drop without the calendar after a long peak: the baseline had followed it
+    detector = warm()
+    feed(detector, peak)
+    signals = feed(detector, [view(30 + i) for i in range(2)])
+    assert [s.alertname for s in signals] == ["TrafficDrop"]
+
+
+def test_phase_boundary_windows_are_not_judged() -> None:
+    detector = warm()
+    assert feed(detector, [view(10, order=5), view(11, order=5)], boundary=True) == []
+
+
+def test_refund_surge_over_the_trailing_windows() -> None:
+    store = StoreDetector(store_id="s1")
+    context = ctx()
+    for i in range(10):
+        assert store.evaluate(i * W, 3, 100, context) == []  # 3% refunds
+    signals = []
+    for i in range(10, 13):
+        signals.extend(store.evaluate(i * W, 20, 100, context))  # 20%
+    assert [(s.alertname, s.firing, s.severity) for s in signals] == [
+        ("RefundSurge", True, "warning")
+    ]
+    assert signals[0].labels == {"store_id": "s1"}
+    for i in range(13, 30):
+        signals.extend(store.evaluate(i * W, 3, 100, context))
+    firing = [s.firing for s in signals]  # firing again while the span holds the surge
+    assert firing[0] and firing[-1] is False and firing.count(False) == 1
+    # the surge's windows never became "normal"
+    rate = store.tracks["refund"].baseline.rate()
+    assert rate is not None and rate < 0.035
+
+
+def test_detectors_survive_a_round_trip() -> None:
+    detector = warm()
+    feed(detector, [view(10, order=5)])
+    again = ChannelDetector.from_json(detector.to_json())
+    assert again == detector
+    store = StoreDetector(store_id="s1")
+    store.evaluate(0, 1, 10, ctx())
+    assert StoreDetector.from_json(store.to_json()) == store
+
+
+def status(state: Status, available: int, minutes: float | None = None) -> StockStatus:
+    return StockStatus("s1", "sku-1", state, None, available, 2.0, minutes, 1_000)
+
+
+@pytest.mark.parametrize(
+    ("state", "available", "minutes", "firing", "resolving"),
+    [
+        (Status.OUT, -2, None, "StockOut", "LowStockSoon"),
+        (Status.LOW, 20, 10.0, "LowStockSoon", "StockOut"),
+    ],
+)
+def test_stock_status_fires_one_and_resolves_the_other(
+    state: Status, available: int, minutes: float | None, firing: str, resolving: str
+) -> None:
+    fire, resolve = stock_signals(status(state, available, minutes), THRESHOLDS)
+    assert (fire.alertname, fire.firing, resolve.alertname, resolve.firing) == (
+        firing, True, resolving, False
+    )  # fmt: skip
+    assert fire.labels == {"store_id": "s1", "sku": "sku-1"} and fire.event_ms == 1_000
+
+
+def test_stock_back_to_ok_resolves_both_low_with_a_hold() -> None:
+    signals = stock_signals(status(Status.OK, 500), THRESHOLDS)
+    assert [(s.alertname, s.firing) for s in signals] == [
+        ("StockOut", False), ("LowStockSoon", False)
+    ]  # fmt: skip
+    assert signals[0].resolve_hold_s == 0 and signals[1].resolve_hold_s == 120

@@ -1,0 +1,135 @@
+"""Issue "Alerts on-call can trust": stock alerts reach the REAL Alertmanager of the stack.
+
+A stock-out must be in Alertmanager (`GET /api/v2/alerts`) within 2 s of producing the
+event that causes it, and resolve after a restock. Store ids are unique to the run, so the
+Alertmanager queries cannot see another run's alerts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.support.alerts import alert_records, am_alerts, wait_for
+from tests.support.events import make_event
+from tests.support.kafka import produce
+from tests.support.worker import Worker, WorkerFactory
+
+pytestmark = pytest.mark.integration
+
+STOCKOUTS = 8
+MAX_LATENCY_S = 2.0
+
+
+def _start(workers: WorkerFactory) -> Worker:
+    return workers.start(
+        alertmanager_url=workers.stack.alertmanager_url,
+        window_ms=10_000,
+        grace_ms=2_000,
+        idle_ms=2_000,
+    )
+
+
+def _send(workers: WorkerFactory, topic: str, *events: dict[str, Any]) -> None:
+    produce(
+        workers.stack.kafka_bootstrap,
+        workers.input_topic(topic),
+        [orjson.dumps(list(events))],
+        key=events[0]["store_id"].encode(),
+    )
+
+
+def _order(store_id: str, sku: str, qty: int, order_id: str) -> dict[str, Any]:
+    line = {"sku": sku, "qty": qty, "unit_price": "10.00"}
+    return make_event(
+        "order_created", store_id=store_id, order_id=order_id, lines=[line], amount=10 * qty
+    )
+
+
+def test_stockout_reaches_alertmanager_within_2s_and_resolves_after_restock(
+    workers: WorkerFactory,
+) -> None:
+    worker = _start(workers)
+    am = workers.stack.alertmanager_url
+    store_id = f"st-{workers.run_id}"
+    skus = [f"sku-{i}" for i in range(STOCKOUTS)]
+    snapshots = [make_event("stock_snapshot", store_id=store_id, sku=sku, available=3)
+                 for sku in skus]  # fmt: skip
+    _send(workers, "inventory", *snapshots)
+    wait_for(lambda: worker.get(f"/api/stock/{store_id}")[0] == 200, 30)
+    time.sleep(1.0)  # the snapshots are applied; the orders below are what sells out
+
+    latencies = []
+    for i, sku in enumerate(skus):
+        started = time.perf_counter()
+        _send(workers, "orders", _order(store_id, sku, 3, f"o-{i}"))
+
+        def in_alertmanager(sku: str = sku) -> list[dict[str, Any]]:
+            return am_alerts(am, alertname="StockOut", store_id=store_id, sku=sku)
+
+        wait_for(in_alertmanager, timeout_s=10, interval_s=0.02)
+        latencies.append(time.perf_counter() - started)
+    p50 = statistics.median(latencies)
+    print(
+        f"\nstock-out event -> Alertmanager: p50 {p50 * 1000:.0f} ms, max"
+        f" {max(latencies) * 1000:.0f} ms over {len(latencies)} stock-outs:"
+        f" {[round(s * 1000) for s in latencies]}"
+    )
+    assert max(latencies) <= MAX_LATENCY_S, latencies
+
+    (alert,) = am_alerts(am, alertname="StockOut", store_id=store_id, sku=skus[0])
+    assert alert["labels"] == {
+        "alertname": "StockOut", "severity": "critical", "source": "salewatch",
+        "store_id": store_id, "sku": skus[0],
+    }  # fmt: skip
+    assert set(alert["annotations"]) >= {"summary", "description", "runbook_url", "event_time"}
+    assert alert["annotations"]["runbook_url"].endswith("alerts/runbook.md#stockout")
+    assert "var-store=" + store_id in alert["generatorURL"]
+
+    # a restock clears it: resolved in Alertmanager, on the topic, in the API and metrics
+    _send(workers, "inventory", make_event("restock", store_id=store_id, sku=skus[0], qty=1000))
+    wait_for(
+        lambda: not am_alerts(am, alertname="StockOut", store_id=store_id, sku=skus[0]),
+        timeout_s=10,
+    )
+    assert am_alerts(am, alertname="StockOut", store_id=store_id, sku=skus[1])
+
+    records = alert_records(workers.stack.kafka_bootstrap, workers.output_topic("alerts"))
+    first = [r for r in records if r["labels"]["sku"] == skus[0]]
+    assert {r["labels"]["alertname"] for r in records} == {"StockOut"}
+    assert [r["status"] for r in first] == ["firing", "resolved"]
+    firing, resolved = first
+    assert firing["endsAt"] is None and resolved["endsAt"] >= resolved["startsAt"]
+    assert resolved["startsAt"] == firing["startsAt"]
+    for record in first:
+        assert set(record) >= {"labels", "annotations", "startsAt", "endsAt",
+                               "generatorURL", "status", "eventStartsAt"}  # fmt: skip
+
+    status, body = worker.get(f"/api/alerts?store_id={store_id}")
+    assert status == 200
+    api = orjson.loads(body)
+    assert {a["labels"]["sku"] for a in api["firing"]} == set(skus[1:])
+    assert [a["labels"]["sku"] for a in api["resolved"]] == [skus[0]]
+    line = 'salewatch_alerts_firing{alertname="StockOut",severity="critical"}'
+    assert f"{line} {float(STOCKOUTS - 1)}" in worker.metrics()
+    assert 'salewatch_alert_notifications_total{result="sent"}' in worker.metrics()
+
+
+def test_low_stock_soon_fires_at_a_fast_sales_rate(workers: WorkerFactory) -> None:
+    _start(workers)
+    am = workers.stack.alertmanager_url
+    store_id = f"st-{workers.run_id}"
+    _send(workers, "inventory", make_event("stock_snapshot", store_id=store_id, sku="hot",
+                                           available=100))  # fmt: skip
+    time.sleep(1.0)
+    # 60 units in a moment: at that rate the other 40 last a few minutes, not 30
+    _send(workers, "orders", *(_order(store_id, "hot", 6, f"o-{i}") for i in range(10)))
+    (alert,) = wait_for(
+        lambda: am_alerts(am, alertname="LowStockSoon", store_id=store_id, sku="hot"), 10
+    )
+    assert alert["labels"]["severity"] == "warning"
+    assert not am_alerts(am, alertname="StockOut", store_id=store_id)

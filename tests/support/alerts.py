@@ -1,0 +1,79 @@
+"""Helpers for the alert tests: the real Alertmanager's API, campaign files, scenarios with
+store ids unique to one test run, and the `salewatch.alerts` topic."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import yaml
+
+from simulator import Scenario
+from tests.support.kafka import consume
+
+T = TypeVar("T")
+
+# Test windows are 10 s, a sixth of the default minute: volume thresholds are scaled down
+# with them (statistical power depends on counts per window, see docs/alerts.md).
+TEST_THRESHOLDS: dict[str, Any] = {
+    "conversion": {"min_volume": 15},
+    "payment_failure": {"min_attempts": 20},
+    "refund": {"min_paid": 20, "min_refunds": 5},
+}
+
+
+def am_alerts(alertmanager_url: str, *raw: str, **matchers: str) -> list[dict[str, Any]]:
+    """Alerts Alertmanager holds now (active, silenced or inhibited) matching the labels
+    (`name=value` keywords) and raw matchers such as `store_id=~"r12-.*"`."""
+    filters = [*raw, *(f'{name}="{value}"' for name, value in sorted(matchers.items()))]
+    query = urllib.parse.urlencode([("filter", f) for f in filters])
+    with urllib.request.urlopen(f"{alertmanager_url}/api/v2/alerts?{query}", timeout=5) as r:
+        return list(json.loads(r.read()))
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, interval_s: float = 0.05) -> T:
+    """Poll until `probe` returns something truthy; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"nothing after {timeout_s} s from {probe!r}")
+        time.sleep(interval_s)
+
+
+def write_campaign(path: Path, phases: list[dict[str, Any]] | None = None, **sections: Any) -> Path:
+    spec: dict[str, Any] = {"thresholds": TEST_THRESHOLDS, **sections}
+    if phases:
+        spec["phases"] = phases
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def unique_stores(scenario: Scenario, prefix: str) -> dict[str, str]:
+    """Prefix every store id of the scenario (events and ground truth) so that alerts of
+    this run cannot be confused with another run's in the shared Alertmanager."""
+    renamed: dict[str, str] = {}
+    for delivery in scenario.deliveries:
+        event = delivery.event
+        store_id = event["store_id"]
+        if not store_id.startswith(prefix):  # duplicates share the event dict
+            event["store_id"] = renamed.setdefault(store_id, prefix + store_id)
+    truth = scenario.truth
+    for alert in (*truth.expected_alerts, *truth.allowed_alerts):
+        alert.labels["store_id"] = prefix + alert.labels["store_id"]
+    return renamed
+
+
+def alert_records(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+    """Every record on the alerts topic so far."""
+    return [
+        orjson.loads(r.value) for r in consume(bootstrap, topic, 1_000_000, timeout_s=timeout_s)
+    ]
