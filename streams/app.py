@@ -40,9 +40,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     )
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
-    ingest.register(app, settings, topics, metrics, status)
     funnel = FunnelStage(app, settings, topics, metrics)
     funnel.register()
+    ingest.register(app, settings, topics, metrics, status, funnel.input_stream_time)
     merge = MergeStage(app, settings, topics, metrics)
     merge.register()
     inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners

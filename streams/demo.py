@@ -77,6 +77,7 @@ def main() -> None:
         config = ScenarioConfig(
             seed=int(time.time()) % 1000,
             duration_s=1800,
+            base_rate=300,  # enough payment attempts per window for the outage to page
             incidents=(Incident("sellout", 420, 900), Incident("payment_outage", 1200, 1500)),
         )
         scenario = generate(config)

@@ -1,10 +1,10 @@
 """Stage 2: per-partition funnel aggregation (phase 1 of the two-phase aggregation).
 
 Events arrive keyed by content (streams/routing.py), so duplicates and the events of one
-order meet here whatever key the store used. For each partition this keeps the stream
-clock, the dedup memory, the order states and the open windows' partial aggregates; it
-closes windows on stream time plus grace and hands their partials, with a watermark, to
-stage 3 (streams/merge.py).
+order meet here whatever key the store used. For each partition this keeps the watermark
+(streams/windows.py), the dedup memory, the order states and the open windows' partial
+aggregates; it closes windows on the watermark plus grace and hands their partials, with
+the watermark, to stage 3 (streams/merge.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from streams.aggregates import WindowAggregate
 from streams.dedup import Deduplicator
 from streams.orders import OrderState, apply_order_event
 from streams.stock_changes import StockChange, from_inventory_event, from_order_move
-from streams.windows import StreamClock, window_start
+from streams.windows import Watermark, window_start
 
 __all__ = ["BatchOutcome", "FunnelPartition", "OrderStore", "WindowKey"]
 
@@ -57,19 +57,22 @@ class FunnelPartition:
                  dedup_horizon_ms: int) -> None:  # fmt: skip
         self.partition = partition
         self.window_ms = window_ms
-        self.clock = StreamClock(window_ms, grace_ms, idle_ms)
+        self.watermark = Watermark(window_ms, grace_ms, idle_ms)
         self.dedup = Deduplicator(dedup_horizon_ms)
         self.windows: dict[WindowKey, WindowAggregate] = {}
 
-    def apply(self, events: list[dict[str, Any]], orders: OrderStore, wall_ms: int) -> BatchOutcome:
-        out = BatchOutcome()
+    def apply(
+        self, events: list[dict[str, Any]], orders: OrderStore, out: BatchOutcome | None = None
+    ) -> BatchOutcome:
+        out = out if out is not None else BatchOutcome()
+        is_late = self.watermark.is_late
         for event in events:
             ts_ms = event["ts"]
             if self.dedup.seen(event["event_id"], ts_ms):
                 out.duplicates[event["type"]] += 1
                 continue
-            late = self.clock.is_late(ts_ms)
-            self.clock.observe(ts_ms, wall_ms)
+            # late in its own input partition (stage 1), or its window is already closed here
+            late = event.get("late", False) or is_late(ts_ms)
             if late:
                 out.late[event["type"]] += 1
             self._apply_one(event, late, orders, out)
@@ -134,8 +137,8 @@ class FunnelPartition:
         return aggregate
 
     def close_due(self) -> list[tuple[WindowKey, WindowAggregate]]:
-        """Remove and return the windows that stream time has closed."""
-        closed_before = self.clock.closed_before_ms
+        """Remove and return the windows that the watermark has closed."""
+        closed_before = self.watermark.closed_before_ms
         if closed_before is None:
             return []
         due = [key for key in self.windows if key[2] < closed_before]

@@ -48,7 +48,7 @@ class FunnelStage:
         self.windows_table = partitioned_table(app, "funnel-windows", n)
         self.orders_table = partitioned_table(app, "funnel-orders", n)
         self.dedup_table = partitioned_table(app, "funnel-dedup", n)
-        self.clock_table = partitioned_table(app, "funnel-clock", n)
+        self.watermark_table = partitioned_table(app, "funnel-watermark", n)
         self.partitions: dict[int, FunnelPartition] = {}
         self.dedup_keys: dict[int, dict[int, list[str]]] = {}  # partition -> bucket -> keys
         self.batch_seq = 0
@@ -73,6 +73,18 @@ class FunnelStage:
         self.partitions.clear()
         self.dedup_keys.clear()
 
+    def watermark_ms(self) -> int | None:
+        """The lowest watermark of this worker's stage-2 partitions (None: none known)."""
+        marks = [s.watermark.watermark_ms for s in self.partitions.values()]
+        known = [mark for mark in marks if mark is not None]
+        return min(known) if known else None
+
+    def input_stream_time(self, name: str) -> int | None:
+        """The largest ts stage 1 last reported for an input partition, as heard here."""
+        heard = [s.watermark.inputs.get(name, (None, False))[0] for s in self.partitions.values()]
+        known = [ts for ts in heard if ts is not None]
+        return max(known) if known else None
+
     # --- loading --------------------------------------------------------------------
     def partition_state(self, p: int) -> FunnelPartition:
         state = self.partitions.get(p)
@@ -83,10 +95,9 @@ class FunnelStage:
     def _load(self, p: int) -> FunnelPartition:
         s = self.settings
         state = FunnelPartition(p, s.window_ms, s.grace_ms, s.idle_ms, s.dedup_horizon_ms)
-        state.clock.last_event_wall_ms = state.clock.last_advance_wall_ms = _wall_ms()
-        raw_clock = self.clock_table.get(str(p))
-        if raw_clock is not None:
-            state.clock.stream_ms = orjson.loads(raw_clock)
+        raw_watermark = self.watermark_table.get(str(p))
+        if raw_watermark is not None:
+            state.watermark.watermark_ms = orjson.loads(raw_watermark)
         prefix = f"{p}|"
         for key, raw in list(self.windows_table.items()):
             if key.startswith(prefix):
@@ -105,21 +116,30 @@ class FunnelStage:
 
     # --- the hot path ---------------------------------------------------------------
     async def process(self, batch: Sequence[EventT]) -> None:
-        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        """A message holds a JSON array of routed events or a stage-1 watermark report."""
+        by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in batch:
-            by_partition[event.message.partition].extend(orjson.loads(event.value))
+            by_partition[event.message.partition].append(orjson.loads(event.value))
         wall_ms = _wall_ms()
-        for p, events in by_partition.items():
+        for p, items in by_partition.items():
             state = self.partition_state(p)
-            outcome = state.apply(events, self.orders_table, wall_ms)
+            closed_before = state.watermark.closed_before_ms
+            outcome = BatchOutcome()
+            events = 0
+            for item in items:  # in order: a report only affects the events after it
+                if isinstance(item, dict):
+                    state.watermark.report(item["marks"], item["inputs"], wall_ms)
+                else:
+                    state.apply(item, self.orders_table, outcome)
+                    events += len(item)
             with writing_to(p):
                 self._persist(p, state, outcome)
                 closed = self._close(p, state)
             await self._send_stock_changes(outcome)
-            if closed:
+            if closed or state.watermark.closed_before_ms != closed_before:
                 await self._send_partials(p, state, closed)
             self._count(outcome)
-            self.metrics.processed.labels("funnel").inc(len(events))
+            self.metrics.processed.labels("funnel").inc(events)
 
     def _persist(self, p: int, state: FunnelPartition, outcome: BatchOutcome) -> None:
         for store_id, channel, start in outcome.touched_windows:
@@ -135,16 +155,16 @@ class FunnelStage:
             key = f"{p}|{bucket}|{self.batch_seq}"
             self.dedup_table[key] = orjson.dumps(ids)
             keys[bucket].append(key)
-        if state.clock.stream_ms is not None:
-            self.clock_table[str(p)] = orjson.dumps(state.clock.stream_ms)
+        if state.watermark.watermark_ms is not None:
+            self.watermark_table[str(p)] = orjson.dumps(state.watermark.watermark_ms)
 
     def _close(self, p: int, state: FunnelPartition) -> list[tuple[WindowKey, WindowAggregate]]:
         closed = state.close_due()
         for store_id, channel, start in (key for key, _ in closed):
             del self.windows_table[f"{p}|{store_id}|{channel}|{start}"]
-        if state.clock.stream_ms is not None:
+        if state.watermark.watermark_ms is not None:
             keys = self.dedup_keys.get(p, {})
-            for bucket in state.dedup.expire(state.clock.stream_ms):
+            for bucket in state.dedup.expire(state.watermark.watermark_ms):
                 for key in keys.pop(bucket, []):
                     del self.dedup_table[key]
         return closed
@@ -171,18 +191,12 @@ class FunnelStage:
                  "agg": aggregate.to_dict()}
             )  # fmt: skip
         for q in range(self.settings.partitions):
-            await self._send_to_merge(p, state, q, by_partition.get(q, []))
-
-    async def _send_to_merge(
-        self, p: int, state: FunnelPartition, q: int, partials: list[dict[str, Any]]
-    ) -> None:
-        message = {
-            "source": p,
-            "closed_before": state.clock.closed_before_ms,
-            "idle": state.clock.is_idle(_wall_ms()),
-            "partials": partials,
-        }
-        await self.topics.partials.send(value=orjson.dumps(message), partition=q)
+            message = {
+                "source": p,
+                "closed_before": state.watermark.closed_before_ms,
+                "partials": by_partition.get(q, []),
+            }
+            await self.topics.partials.send(value=orjson.dumps(message), partition=q)
 
     def _count(self, outcome: BatchOutcome) -> None:
         m = self.metrics
@@ -198,20 +212,21 @@ class FunnelStage:
         for event_type, n in outcome.late.items():
             m.late_events.labels(self.type_topic[event_type]).inc(n)
 
-    # --- the clock tick: idle partitions advance, everyone reports a watermark ------
+    # --- the clock tick: quiet inputs advance by the wall clock; stage 3 hears from all --
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        wall_ms = _wall_ms()
         events_topic = self.topics.events.get_topic_name()
-        assigned = [
-            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == events_topic
-        ]
-        for p in assigned:
-            state = self.partition_state(p)
-            state.clock.advance_if_idle(wall_ms)
-            with writing_to(p):
-                closed = self._close(p, state)
-                if state.clock.stream_ms is not None:
-                    self.clock_table[str(p)] = orjson.dumps(state.clock.stream_ms)
-            await self._send_partials(p, state, closed)
+        wall_ms = _wall_ms()
+        watermark = self.watermark_ms()
+        if watermark is not None:
+            self.metrics.watermark.set(watermark / 1000)
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic != events_topic:
+                continue
+            state = self.partition_state(tp.partition)
+            state.watermark.advance(wall_ms)
+            with writing_to(tp.partition):
+                self._persist(tp.partition, state, BatchOutcome())
+                closed = self._close(tp.partition, state)
+            await self._send_partials(tp.partition, state, closed)

@@ -5,20 +5,29 @@ for stores that send one event per message. Stage 1 is stateless, so it runs as 
 aiokafka consumer (own consumer group) inside the worker: `getmany` batches, whole-batch
 decoding, one produced message per stage-2 partition per batch. Offsets are committed
 only after everything the batch produced is flushed (at-least-once; stage 2 dedups).
+
+Event time: each input partition's stream time is the largest `ts` read from it so far.
+An event whose window (end plus grace) is already behind its own input partition's stream
+time is marked late here, where the order the store sent things is still known; reading one
+topic ahead of another cannot make events late. After each batch, and every second, stage 1
+tells every stage-2 partition how far each input partition has been read: the watermark
+that closes windows is built from that (streams/windows.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from streams.deadletter import DeadLetter, dead_letter
 from streams.decoding import MessageDecoder
@@ -34,6 +43,7 @@ __all__ = ["IngestResult", "Ingestor", "register"]
 log = logging.getLogger(__name__)
 
 # Kafka's default message.max.bytes is 1 MB; stay well below it per routed message.
+REPORT_EVERY_S = 1.0
 MAX_ROUTED_BYTES = 900 * 1024
 
 
@@ -51,6 +61,7 @@ class Record(Protocol):
 class IngestResult:
     routed: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    max_ts: dict[str, int] = field(default_factory=dict)  # "topic:partition" -> largest ts
 
 
 class Ingestor:
@@ -63,23 +74,39 @@ class Ingestor:
         }
         self._partitions = settings.partitions
         self._metrics = metrics
+        self._window_ms = settings.window_ms
+        self._grace_ms = settings.grace_ms
 
     @property
     def topic_names(self) -> list[str]:
         return list(self._decoders)
 
-    def process(self, records: Iterable[Record]) -> IngestResult:
+    def process(
+        self, records: Iterable[Record], stream_time: Mapping[str, int] | None = None
+    ) -> IngestResult:
+        """Decode, count and route `records`, in order per input partition.
+
+        `stream_time` is each input partition's largest `ts` read before these records.
+        """
         result = IngestResult()
         messages: Counter[str] = Counter()
         events: Counter[tuple[str, str]] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
+        read_max = dict(stream_time or {})
         for record in records:
+            name = f"{record.topic}:{record.partition}"
             messages[record.topic] += 1
             decoded = self._decoders[record.topic].decode(record.value)
             for event in decoded.events:
                 events[record.topic, event.type] += 1  # type: ignore[attr-defined]
+                routed = normalise(event)
+                seen_ms = read_max.get(name)
+                if seen_ms is None or event.ts > seen_ms:
+                    read_max[name] = result.max_ts[name] = event.ts
+                elif self._is_late(event.ts, seen_ms):
+                    routed["late"] = True  # internal flag: stage 2 counts it, adds it nowhere
                 key = routing_key(event)
-                result.routed[partition_for(key, self._partitions)].append(normalise(event))
+                result.routed[partition_for(key, self._partitions)].append(routed)
             for rejection in decoded.rejections:
                 rejected[record.topic, rejection.reason.value] += 1
                 result.dead_letters.append(
@@ -89,6 +116,10 @@ class Ingestor:
                 )
         self._count(messages, events, rejected)
         return result
+
+    def _is_late(self, ts_ms: int, stream_ms: int) -> bool:
+        window_end = ts_ms - ts_ms % self._window_ms + self._window_ms
+        return window_end + self._grace_ms <= stream_ms
 
     def _count(
         self,
@@ -119,76 +150,135 @@ def encode_chunks(events: list[dict[str, Any]]) -> Iterator[bytes]:
     yield from encode_chunks(events[middle:])
 
 
-class LagTracker:
-    """Consumer lag per input topic, summed over this worker's partitions."""
+class InputProgress:
+    """Per input partition this worker reads: the largest event time read and the backlog.
 
-    def __init__(self, metrics: Metrics) -> None:
+    Reported to every stage-2 partition after each batch and every second: the watermark
+    (streams/windows.py) is built from these reports. Also sets the consumer-lag gauge.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, metrics: Metrics) -> None:
+        self._consumer = consumer
         self._metrics = metrics
-        self._lag: dict[TopicPartition, int] = {}
+        self.max_ts: dict[str, int] = {}
 
-    def update(self, consumer: AIOKafkaConsumer, consumed: dict[TopicPartition, list[Any]]) -> None:
-        assigned = consumer.assignment()
-        for tp in list(self._lag):
-            if tp not in assigned:
-                del self._lag[tp]
-        for tp, records in consumed.items():
+    def observe(self, max_ts: dict[str, int]) -> None:
+        for name, ts_ms in max_ts.items():
+            if ts_ms > self.max_ts.get(name, -1):
+                self.max_ts[name] = ts_ms
+
+    def stream_time(self, known_elsewhere: Callable[[str], int | None]) -> dict[str, int]:
+        """Stream time of every assigned input; one just taken over from another worker
+        starts where that worker's last report left it (as stage 2 heard it)."""
+        for tp in self._consumer.assignment():
+            name = f"{tp.topic}:{tp.partition}"
+            if name not in self.max_ts:
+                known = known_elsewhere(name)
+                if known is not None:
+                    self.max_ts[name] = known
+        return self.max_ts
+
+    async def report(self) -> dict[str, Any]:
+        consumer = self._consumer
+        marks: dict[str, list[Any]] = {}
+        lag_by_topic: Counter[str] = Counter()
+        for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            if highwater is not None and records:
-                self._lag[tp] = max(0, highwater - records[-1].offset - 1)
-        per_topic: Counter[str] = Counter()
-        for tp, lag in self._lag.items():
-            per_topic[tp.topic] += lag
-        for topic, lag in per_topic.items():
+            position = await consumer.position(tp)
+            backlog = highwater is None or position < highwater
+            if highwater is not None:
+                lag_by_topic[tp.topic] += max(0, highwater - position)
+            max_ts = self.max_ts.get(f"{tp.topic}:{tp.partition}")
+            marks[f"{tp.topic}:{tp.partition}"] = [max_ts, backlog]
+        for topic, lag in lag_by_topic.items():
             self._metrics.consumer_lag.labels(topic).set(lag)
+        inputs = sum(len(consumer.partitions_for_topic(t) or ()) for t in consumer.subscription())
+        return {"marks": marks, "inputs": inputs}
 
 
-async def run_ingest(app: faust.App, settings: Settings, topics: Topics, metrics: Metrics) -> None:
+async def run_ingest(
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    metrics: Metrics,
+    input_stream_time: Callable[[str], int | None],
+) -> None:
     ingestor = Ingestor(settings, metrics)
-    lag = LagTracker(metrics)
     consumer = AIOKafkaConsumer(
         *ingestor.topic_names,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"{settings.app_id}-ingest",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=32 * 1024 * 1024,
+        # Small per-partition fetches: aiokafka hands out one partition's buffer before the
+        # next, so big ones would let one topic run far ahead of the others in a backlog.
+        max_partition_fetch_bytes=256 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
     )
+    progress = InputProgress(consumer, metrics)
     await topics.create_outputs()
     await consumer.start()
     log.info("ingest: reading %s", ", ".join(ingestor.topic_names))
+    last_report = 0.0
     try:
         while True:
             consumed = await consumer.getmany(
                 timeout_ms=settings.batch_within_ms, max_records=settings.batch_max_messages
             )
+            if consumed:
+                result = ingestor.process(
+                    (r for records in consumed.values() for r in records),
+                    progress.stream_time(input_stream_time),
+                )
+                progress.observe(result.max_ts)
+                await _forward(topics, result)
+            if consumed or time.monotonic() - last_report >= REPORT_EVERY_S:
+                # after the batch's events: a report only speaks for what went before it
+                with contextlib.suppress(IllegalStateError):  # rebalancing: next round
+                    await _broadcast(topics, settings.partitions, await progress.report())
+                last_report = time.monotonic()
             if not consumed:
                 continue
-            result = ingestor.process(r for records in consumed.values() for r in records)
-            await _forward(app, topics, result)
-            await consumer.commit()
-            lag.update(consumer, consumed)
+            await app.producer.flush()
+            try:
+                await consumer.commit()
+            except (CommitFailedError, IllegalStateError) as exc:
+                # A rebalance took partitions away mid-batch: their new owner reads the batch
+                # again from the last commit and stage 2 drops the repeats as duplicates.
+                log.info("ingest: commit after rebalance skipped (%s)", exc)
     finally:
         await consumer.stop()
 
 
-async def _forward(app: faust.App, topics: Topics, result: IngestResult) -> None:
+async def _forward(topics: Topics, result: IngestResult) -> None:
     for partition, events in result.routed.items():
         for payload in encode_chunks(events):
             await topics.events.send(value=payload, partition=partition)
     for letter in result.dead_letters:
         await topics.deadletter.send(key=letter.key, value=letter.value, headers=letter.headers)
-    await app.producer.flush()
+
+
+async def _broadcast(topics: Topics, partitions: int, report: dict[str, Any]) -> None:
+    payload = orjson.dumps(report)
+    for partition in range(partitions):
+        await topics.events.send(value=payload, partition=partition)
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, metrics: Metrics, status: WorkerStatus
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    metrics: Metrics,
+    status: WorkerStatus,
+    input_stream_time: Callable[[str], int | None],
 ) -> None:
+    """`input_stream_time(input)`: the stream time stage 2 last heard for an input partition."""
+
     @app.task
     async def ingest() -> None:
         status.ingest_running = True
         try:
-            await run_ingest(app, settings, topics, metrics)
+            await run_ingest(app, settings, topics, metrics, input_stream_time)
         finally:
             # /health turns 503 so an orchestrator restarts a worker that stopped reading.
             status.ingest_running = False

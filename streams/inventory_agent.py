@@ -17,15 +17,13 @@ telling the listeners: the new owner announces them.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-import faust.streams
 import orjson
 from faust.types import EventT
 
@@ -45,7 +43,7 @@ from streams.settings import Settings
 from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
 
-__all__ = ["InventoryStage", "StockListener"]
+__all__ = ["InventoryStage", "StockListener", "on_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +62,10 @@ class PartitionMeta:
         return orjson.dumps([self.offset, self.stream_ms])
 
 
-@dataclass(frozen=True)
-class _Message:
-    topic: str
-    partition: int
-
-
-class _PartitionEvent:
-    """Stands in for Faust's current event: Faust's RocksDB store files a key under the
-    current event's partition (one database per partition), not the table's choice."""
-
-    def __init__(self, message: _Message) -> None:
-        self.message = message
-
-
-@contextmanager
-def on_partition(topic: str, partition: int) -> Iterator[None]:
-    """Table reads and writes of one partition, in and outside of stream iteration."""
-    event = _PartitionEvent(_Message(topic, partition))
-    token = faust.streams._current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-    try:
-        with writing_to(partition):
-            yield
-    finally:
-        faust.streams._current_event.reset(token)
+def on_partition(topic: str, partition: int) -> AbstractContextManager[None]:
+    """Reads and writes of one partition. Now just `writing_to(partition)`: the tables
+    handle RocksDB themselves (streams/state.py); kept for alerts/stage.py."""
+    return writing_to(partition)
 
 
 class InventoryStage:
@@ -178,7 +156,7 @@ class InventoryStage:
                     last_offset = max(last_offset, offset)
             if last_offset == meta.offset:
                 continue  # all applied before a restart
-            with on_partition(self.stock_topic, p):
+            with writing_to(p):
                 outcome = apply_changes(self.table, changes, self.rules, meta.stream_ms)
                 for key, raw in outcome.encoded.items():
                     self.table[key] = raw
@@ -236,7 +214,7 @@ class InventoryStage:
             if now_ms is None or now_ms <= low.ts:
                 continue
             key = f"{low.store_id}|{low.sku}"
-            with on_partition(self.stock_topic, p):
+            with writing_to(p):
                 raw = self.table.get(key)
                 if raw is None:
                     continue
@@ -250,19 +228,14 @@ class InventoryStage:
         await self._publish(transitions)
 
     # --- reads for the HTTP API -----------------------------------------------------
-    def owns(self, p: int) -> bool:
-        return self.app.assignor.is_active(faust.types.TP(self.stock_topic, p))  # type: ignore[no-any-return]
-
     def lookup(self, store_id: str, sku: str) -> dict[str, Any] | None:
         """The state of one key on this worker, evaluated now; None if never seen."""
         key = f"{store_id}|{sku}"
-        p = self.key_partition(store_id, sku)
-        with on_partition(self.stock_topic, p):
-            raw = self.table.get(key)
+        raw = self.table.get(key)
         if raw is None:
             return None
         state = StockState.decode(raw)
-        meta = self.partitions.get(p)
+        meta = self.partitions.get(self.key_partition(store_id, sku))
         stream_ms = meta.stream_ms if meta is not None else None
         assert state.max_ts is not None
         now_ms = max(state.max_ts, stream_ms or state.max_ts)

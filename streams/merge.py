@@ -1,9 +1,10 @@
 """Stage 3: merge per-partition partials into final store x channel windows (phase 2).
 
-A window is final once every stage-2 partition's watermark has passed it. Idle partitions
-do not hold the frontier back (they report `idle`); a partition that is active but has not
-seen an event yet does. Each final window is emitted once: partials that arrive for a
-window already emitted are counted late, never merged into a second result.
+A window is final once every stage-2 partition has closed it (each reports the start
+before which its windows are closed, after the partials it closed). Each final window is
+emitted once: a partial that arrives for a window already emitted can only be a replay
+(stage 2 re-sending after a rebalance; no source closes a window after reporting it
+closed), so it is dropped, never merged into a second result.
 """
 
 from __future__ import annotations
@@ -34,33 +35,28 @@ class MergePartition:
     sources: int
     # window -> source partition -> partial aggregate (as dict); a re-sent partial replaces
     pending: dict[WindowKey, dict[int, dict[str, Any]]] = field(default_factory=dict)
-    watermarks: dict[int, tuple[int | None, bool]] = field(default_factory=dict)
+    closed_before: dict[int, int | None] = field(default_factory=dict)  # by source partition
     final_before: int | None = None
 
-    def add(self, message: dict[str, Any]) -> tuple[set[WindowKey], int]:
-        """Take one stage-2 message; returns the windows touched and late partials' events."""
+    def add(self, message: dict[str, Any]) -> set[WindowKey]:
+        """Take one stage-2 message; returns the windows touched."""
         source = message["source"]
         touched: set[WindowKey] = set()
-        late_events = 0
         for partial in message["partials"]:
             key = (partial["store_id"], partial["channel"], partial["window_start"])
             if self.final_before is not None and key[2] < self.final_before:
-                late_events += sum(partial["agg"]["counts"].values())
-                continue
+                continue  # a replay of a window already emitted
             self.pending.setdefault(key, {})[source] = partial["agg"]
             touched.add(key)
-        self.watermarks[source] = (message["closed_before"], message["idle"])
-        return touched, late_events
+        self.closed_before[source] = message["closed_before"]
+        return touched
 
     def frontier(self) -> int | None:
         """Windows starting before this are complete in every source partition."""
-        if len(self.watermarks) < self.sources:
-            return None  # a source has not reported yet: it may still hold data
-        active = [closed for closed, idle in self.watermarks.values() if not idle]
-        if active:
-            return None if None in active else min(c for c in active if c is not None)
-        known = [closed for closed, _ in self.watermarks.values() if closed is not None]
-        return max(known) if known else None
+        marks = list(self.closed_before.values())
+        if len(marks) < self.sources or None in marks:
+            return None  # a source has not reported or closed anything yet: it may hold data
+        return min(mark for mark in marks if mark is not None)
 
     def finalize(self) -> list[tuple[WindowKey, WindowAggregate]]:
         frontier = self.frontier()

@@ -67,7 +67,7 @@ class MergeStage:
         if raw is not None:
             saved = orjson.loads(raw)
             state.final_before = saved["final_before"]
-            state.watermarks = {int(p): (c, idle) for p, (c, idle) in saved["sources"].items()}
+            state.closed_before = {int(p): c for p, c in saved["sources"].items()}
         for key, value in list(self.pending_table.items()):
             store_id, channel, start = key.split("|")
             if merge_partition(store_id, n) == q:
@@ -85,18 +85,11 @@ class MergeStage:
             state = self.partition_state(q)
             frontier_before = state.final_before
             touched: set[WindowKey] = set()
-            late_events = 0
             for message in messages:
-                keys, late = state.add(message)
-                touched |= keys
-                late_events += late
+                touched |= state.add(message)
             final = state.finalize()
             with writing_to(q):
                 self._persist(state, touched, final)
-            if late_events:
-                self.metrics.late_events.labels(self.topics.partials.get_topic_name()).inc(
-                    late_events
-                )
             for key, aggregate in final:
                 await self._emit(key, aggregate)
             if state.final_before is not None and state.final_before != frontier_before:
@@ -119,7 +112,7 @@ class MergeStage:
         self.watermark_table[str(state.partition)] = orjson.dumps(
             {
                 "final_before": state.final_before,
-                "sources": {str(p): list(mark) for p, mark in state.watermarks.items()},
+                "sources": {str(p): mark for p, mark in state.closed_before.items()},
             }
         )
 

@@ -94,6 +94,11 @@ class Metrics:
             ["step"],
             registry=r,
         )
+        self.watermark = Gauge(
+            "salewatch_watermark_timestamp_seconds",
+            "Event-time watermark of this worker's funnel partitions (windows before it closed)",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "salewatch_consumer_lag_messages",
             "Messages behind the end of the input topic, summed over this worker's partitions",

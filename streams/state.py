@@ -5,6 +5,11 @@ Faust picks a table write's changelog partition from the "current event". Batche
 partition and lose it on the next rebalance. These tables take the partition from
 `writing_to(partition)` instead; agents group each batch by partition and write each touched
 key once per batch.
+
+Faust's RocksDB store (`SALEWATCH_STORE=rocksdb://`, one database per partition) has the
+same habit: it files a write, and looks up a read, under the current event's partition.
+`PartitionedRocksDBStore` writes to the `writing_to` partition and finds a key in whichever
+of this worker's partition databases holds it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ from contextvars import ContextVar
 from typing import Any
 
 import faust
+from faust.stores import rocksdb
 from faust.tables.table import Table
+from faust.types.stores import StoreT
+from yarl import URL
 
-__all__ = ["PartitionedTable", "partitioned_table", "writing_to"]
+__all__ = ["PartitionedRocksDBStore", "PartitionedTable", "partitioned_table", "writing_to"]
 
 _partition: ContextVar[int | None] = ContextVar("salewatch_table_partition", default=None)
+
+
+def _current_partition(table_name: str) -> int:
+    partition = _partition.get()
+    if partition is None:
+        raise RuntimeError(f"table {table_name}: write outside writing_to(partition)")
+    return partition
 
 
 @contextmanager
@@ -35,10 +50,36 @@ class PartitionedTable(Table):  # type: ignore[misc]
     """A Faust table whose writes go to the changelog partition named by `writing_to`."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        partition = _partition.get()
-        if partition is None:
-            raise RuntimeError(f"table {self.name}: write outside writing_to(partition)")
-        return partition
+        return _current_partition(self.name)
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
+        if URL(str(url)).scheme != "rocksdb":
+            return super()._new_store_by_url(url)  # type: ignore[no-any-return]
+        return PartitionedRocksDBStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+
+
+class PartitionedRocksDBStore(rocksdb.Store):  # type: ignore[misc]
+    """Faust's RocksDB store, partitioned by `writing_to` instead of the current event."""
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        partition = _current_partition(self.table_name)
+        self._key_index[key] = partition
+        self._db_for_partition(partition).put(key, value)
+
+    def _get(self, key: bytes) -> bytes | None:
+        found = self._get_bucket_for_key(key)
+        return None if found is None else found.value  # type: ignore[no-any-return]
 
 
 def partitioned_table(app: faust.App, name: str, partitions: int) -> PartitionedTable:

@@ -1,54 +1,74 @@
-"""Event-time tumbling windows and the stream clock of one partition.
+"""Event-time tumbling windows and the watermark that closes them.
 
-Windows are aligned to the UTC epoch. A partition's stream time is the largest event time
-it has seen; when the partition is quiet for `idle_ms` it advances by the wall clock, so a
-quiet partition cannot hold windows open forever (CONTRACT.md §3). A window is closed once
-stream time reaches its end plus grace; events for a closed window are late.
+Windows are aligned to the UTC epoch. Stage 1 reports, per input partition, the largest
+event time it has read and whether the partition still has unread messages. The watermark
+of a stage-2 partition is the largest event time read anywhere, held back by every input
+partition that still has a backlog (to where that partition has got). So a topic read
+behind the others never makes its own events late, and a quiet input holds nothing back.
+When every input is read to its end and nothing new came for `idle_ms`, the watermark
+moves on with the wall clock, so the last windows close too (CONTRACT.md §3).
+A window is closed once the watermark reaches its end plus grace; its events then are late.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["StreamClock", "window_start"]
+__all__ = ["InputMark", "Watermark", "window_start"]
 
 
 def window_start(ts_ms: int, window_ms: int) -> int:
     return ts_ms - ts_ms % window_ms
 
 
+# per input partition ("topic:partition"): largest event time read (None: nothing yet),
+# and whether unread messages remain
+InputMark = tuple[int | None, bool]
+
+
 @dataclass
-class StreamClock:
+class Watermark:
     window_ms: int
     grace_ms: int
     idle_ms: int
-    stream_ms: int | None = None  # None until the partition saw its first event
-    last_event_wall_ms: int = 0
-    last_advance_wall_ms: int = 0
+    watermark_ms: int | None = None  # never moves back; persisted per partition
+    inputs: dict[str, InputMark] = field(default_factory=dict)
+    expected_inputs: int = 0  # input partitions in all; until all reported, nothing closes
+    _max_read_ms: int | None = None
+    _max_changed_wall_ms: int = 0
 
-    def observe(self, ts_ms: int, wall_ms: int) -> None:
-        if self.stream_ms is None or ts_ms > self.stream_ms:
-            self.stream_ms = ts_ms
-        self.last_event_wall_ms = self.last_advance_wall_ms = wall_ms
+    def report(self, marks: dict[str, Any], expected_inputs: int, wall_ms: int) -> None:
+        """Take a stage-1 report: {input: [max_ts | None, backlog]} for its partitions."""
+        for name, (max_ts, backlog) in marks.items():
+            self.inputs[name] = (max_ts, bool(backlog))
+        self.expected_inputs = expected_inputs
+        self.advance(wall_ms)
 
-    def advance_if_idle(self, wall_ms: int) -> bool:
-        """Move stream time on by the wall-clock time passed while idle; True if it moved."""
-        if self.stream_ms is None or not self.is_idle(wall_ms):
-            return False
-        self.stream_ms += wall_ms - self.last_advance_wall_ms
-        self.last_advance_wall_ms = wall_ms
-        return True
-
-    def is_idle(self, wall_ms: int) -> bool:
-        return wall_ms - self.last_event_wall_ms >= self.idle_ms
+    def advance(self, wall_ms: int) -> None:
+        if len(self.inputs) < self.expected_inputs or not self.inputs:
+            return
+        read = [max_ts for max_ts, _ in self.inputs.values() if max_ts is not None]
+        max_read = max(read) if read else None
+        if max_read != self._max_read_ms:
+            self._max_read_ms, self._max_changed_wall_ms = max_read, wall_ms
+        behind = [max_ts for max_ts, backlog in self.inputs.values() if backlog]
+        if None in behind or max_read is None:
+            return  # an input with unread messages has not reported any time yet
+        candidate = min([max_read, *behind])  # type: ignore[type-var]
+        quiet_ms = wall_ms - self._max_changed_wall_ms
+        if not behind and quiet_ms >= self.idle_ms:
+            candidate = max_read + quiet_ms
+        if self.watermark_ms is None or candidate > self.watermark_ms:
+            self.watermark_ms = candidate
 
     @property
     def closed_before_ms(self) -> int | None:
-        """Windows starting before this are closed (None: nothing seen, nothing closed)."""
-        if self.stream_ms is None:
+        """Windows starting before this are closed (None: nothing is closed yet)."""
+        if self.watermark_ms is None:
             return None
-        # [ws, ws + window) is closed iff stream >= ws + window + grace
-        return window_start(self.stream_ms - self.grace_ms, self.window_ms)
+        # [ws, ws + window) is closed iff watermark >= ws + window + grace
+        return window_start(self.watermark_ms - self.grace_ms, self.window_ms)
 
     def is_late(self, ts_ms: int) -> bool:
         closed_before = self.closed_before_ms

@@ -55,9 +55,11 @@ def test_closed_windows_equal_ground_truth_with_two_workers(workers: WorkerFacto
     assert truth.duplicates > 0 and truth.late_event_ids
 
     settings = {"window_ms": WINDOW_MS, "grace_ms": GRACE_MS, "idle_ms": 2_000, "partitions": 4}
+    # Produced before the workers start: the replay runs 30x faster than the event time it
+    # covers, the hardest case for event-time order across topics and workers.
+    produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
     first = workers.start(**settings)
     second = workers.start(**settings)
-    produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
 
     expected = len(truth.windows)
     records = consume(
@@ -80,7 +82,8 @@ def test_closed_windows_equal_ground_truth_with_two_workers(workers: WorkerFacto
         _metric(w.metrics(), "salewatch_duplicate_events_total") for w in (first, second)
     )
     assert late == len(truth.late_event_ids)
-    assert duplicates == truth.duplicates
+    # at least the store's re-sends; a rebalance may redeliver more, all dropped by event_id
+    assert duplicates >= truth.duplicates
 
 
 def _metric(exposition: str, name: str) -> float:

@@ -35,7 +35,7 @@ def test_stages_duplicates_and_order_state() -> None:
         ev("payment_failed", 5_500, "e8"), ev("order_paid", 6_000, "e9"),
         ev("order_paid", 6_100, "e10"), ev("refund_requested", 7_000, "e11", order_id="o1"),
     ]  # fmt: skip
-    outcome = stage2.apply(events, orders={}, wall_ms=0)
+    outcome = stage2.apply(events, orders={})
     assert outcome.duplicates == {"impression": 1}
     [(key, aggregate)] = stage2.windows.items()
     assert key == ("s1", "app", 0)
@@ -50,26 +50,25 @@ def test_stages_duplicates_and_order_state() -> None:
 
 def test_late_events_are_counted_not_added_but_still_move_stock() -> None:
     stage2 = partition(grace_ms=10_000)
-    stage2.apply([ev("click", 1_000, "a"), ev("click", 75_000, "b")], orders={}, wall_ms=0)
+    stage2.apply([ev("click", 1_000, "a"), ev("click", 75_000, "b")], orders={})
+    stage2.watermark.report({"clicks:0": [75_000, False]}, expected_inputs=1, wall_ms=0)
     closed = stage2.close_due()
     assert [key for key, _ in closed] == [("s1", "app", 0)]
-    outcome = stage2.apply(
-        [ev("click", 2_000, "c"), ev("order_created", 3_000, "d")], orders={}, wall_ms=0
-    )
+    outcome = stage2.apply([ev("click", 2_000, "c"), ev("order_created", 3_000, "d")], orders={})
     assert outcome.late == {"click": 1, "order_created": 1}
     assert ("s1", "app", 0) not in stage2.windows
     assert [c["kind"] for c in outcome.stock_changes] == ["hold"]
 
 
 def partial_message(
-    source: int, closed_before: int | None, idle: bool = False, counts: dict[str, int] | None = None
+    source: int, closed_before: int | None, counts: dict[str, int] | None = None
 ) -> dict[str, Any]:
     agg = WindowAggregate()
     for stage, n in (counts or {}).items():
         for i in range(n):
             agg.add_stage(stage, f"u{source}-{i}")
     partials = [{"store_id": "s1", "channel": "app", "window_start": 0, "agg": agg.to_dict()}]
-    return {"source": source, "closed_before": closed_before, "idle": idle,
+    return {"source": source, "closed_before": closed_before,
             "partials": partials if counts else []}  # fmt: skip
 
 
@@ -85,20 +84,20 @@ def test_merge_waits_for_every_source_then_emits_once() -> None:
     assert aggregate.counts["click"] == 5
     assert aggregate.unique_users("click")[0] == 5
     assert merge.finalize() == []
-    # a partial re-sent after the window was emitted is late, never a second result
-    _, late = merge.add(partial_message(0, W, counts={"click": 3}))
-    assert late == 3
+    # a partial re-sent after the window was emitted is a replay, never a second result
+    assert merge.add(partial_message(0, W, counts={"click": 3})) == set()
     assert merge.finalize() == []
 
 
-def test_idle_sources_do_not_hold_the_frontier() -> None:
+def test_frontier_is_the_slowest_source() -> None:
     merge = MergePartition(partition=0, sources=3)
     merge.add(partial_message(0, 2 * W, counts={"click": 1}))
-    merge.add(partial_message(1, None, idle=True))
-    merge.add(partial_message(2, W, idle=True))
-    assert merge.frontier() == 2 * W
-    merge.add(partial_message(1, None, idle=False))  # active, but nothing seen yet
-    assert merge.frontier() is None
+    merge.add(partial_message(1, W))
+    assert merge.frontier() is None  # source 2 has not reported
+    merge.add(partial_message(2, None))
+    assert merge.frontier() is None  # source 2 has closed nothing yet
+    merge.add(partial_message(2, 3 * W))
+    assert merge.frontier() == W
 
 
 def test_window_record_rates() -> None:

@@ -1,38 +1,54 @@
 from __future__ import annotations
 
-from streams.windows import StreamClock, window_start
+from streams.windows import Watermark, window_start
+
+W, GRACE, IDLE = 60_000, 30_000, 10_000
+
+
+def watermark() -> Watermark:
+    return Watermark(window_ms=W, grace_ms=GRACE, idle_ms=IDLE)
 
 
 def test_windows_align_to_the_epoch() -> None:
-    assert window_start(119_999, 60_000) == 60_000
-    assert window_start(120_000, 60_000) == 120_000
+    assert window_start(119_999, W) == 60_000
+    assert window_start(120_000, W) == 120_000
+
+
+def test_nothing_closes_until_every_input_reported() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [200_000, False]}, expected_inputs=2, wall_ms=0)
+    assert mark.closed_before_ms is None
+    mark.report({"orders:0": [None, False]}, expected_inputs=2, wall_ms=0)
+    assert mark.watermark_ms == 200_000
 
 
 def test_window_closes_at_end_plus_grace() -> None:
-    clock = StreamClock(window_ms=60_000, grace_ms=30_000, idle_ms=10_000)
-    assert clock.closed_before_ms is None
-    clock.observe(89_999, wall_ms=0)
-    assert clock.closed_before_ms == 0  # [0, 60s) still open
-    assert not clock.is_late(0)
-    clock.observe(90_000, wall_ms=0)
-    assert clock.closed_before_ms == 60_000
-    assert clock.is_late(59_999)
-    assert not clock.is_late(60_000)
+    mark = watermark()
+    mark.report({"clicks:0": [89_999, False]}, expected_inputs=1, wall_ms=0)
+    assert mark.closed_before_ms == 0  # [0, 60s) still open
+    assert not mark.is_late(0)
+    mark.report({"clicks:0": [90_000, False]}, expected_inputs=1, wall_ms=0)
+    assert mark.closed_before_ms == 60_000
+    assert mark.is_late(59_999)
+    assert not mark.is_late(60_000)
 
 
-def test_out_of_order_event_does_not_move_stream_time_back() -> None:
-    clock = StreamClock(60_000, 30_000, 10_000)
-    clock.observe(200_000, wall_ms=0)
-    clock.observe(100_000, wall_ms=1)
-    assert clock.stream_ms == 200_000
+def test_an_input_with_a_backlog_holds_the_watermark_to_its_progress() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [500_000, False], "orders:0": [100_000, True]}, 2, wall_ms=0)
+    assert mark.watermark_ms == 100_000
+    mark.report({"orders:0": [None, True]}, 2, wall_ms=0)  # restarted reader, nothing read yet
+    assert mark.watermark_ms == 100_000  # never moves back
+    mark.report({"orders:0": [450_000, False]}, 2, wall_ms=0)
+    assert mark.watermark_ms == 500_000
 
 
-def test_idle_partition_advances_by_wall_clock() -> None:
-    clock = StreamClock(60_000, 30_000, idle_ms=10_000)
-    assert not clock.advance_if_idle(wall_ms=50_000)  # nothing seen: nothing to advance
-    clock.observe(100_000, wall_ms=1_000)
-    assert not clock.advance_if_idle(wall_ms=5_000)
-    assert clock.advance_if_idle(wall_ms=11_000)
-    assert clock.stream_ms == 110_000
-    assert clock.advance_if_idle(wall_ms=12_000)
-    assert clock.stream_ms == 111_000
+def test_when_every_input_is_read_and_quiet_the_wall_clock_moves_it() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [100_000, False]}, 1, wall_ms=1_000)
+    mark.advance(wall_ms=5_000)
+    assert mark.watermark_ms == 100_000  # quiet for less than idle_ms
+    mark.advance(wall_ms=11_000)
+    assert mark.watermark_ms == 110_000
+    mark.report({"clicks:0": [100_000, True]}, 1, wall_ms=20_000)  # a backlog: no advance
+    assert mark.watermark_ms == 110_000
