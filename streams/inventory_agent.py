@@ -48,6 +48,7 @@ __all__ = ["InventoryStage", "StockListener", "on_partition"]
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
+REEVALUATE_MS = 10_000  # a low key is looked at again after this much event time
 META_PREFIX = "#"  # store ids never start with it (CONTRACT.md §2)
 
 StockListener = Callable[[StockStatus], Awaitable[None]]
@@ -211,7 +212,7 @@ class InventoryStage:
             p = self.key_partition(low.store_id, low.sku)
             meta = self.partitions.get(p)
             now_ms = meta.stream_ms if meta is not None else None
-            if now_ms is None or now_ms <= low.ts:
+            if now_ms is None or now_ms - low.ts < REEVALUATE_MS:
                 continue
             key = f"{low.store_id}|{low.sku}"
             with writing_to(p):

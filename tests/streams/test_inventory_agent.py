@@ -1,0 +1,77 @@
+"""The inventory stage's bookkeeping without a broker: index, gauges, counters, listeners,
+and the API's query parsing. (Through Kafka: tests/integration/test_inventory_pipeline.py.)"""
+
+from __future__ import annotations
+
+import faust
+import pytest
+
+from streams.inventory import Status, StockStatus
+from streams.inventory_agent import InventoryStage
+from streams.inventory_api import parse_limit, parse_statuses
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+@pytest.fixture
+def stage() -> InventoryStage:
+    settings = Settings(max_store_labels=1)
+    app = faust.App("test-inventory", broker="kafka://127.0.0.1:1", store="memory://")
+    metrics = Metrics(max_stores=settings.max_store_labels)
+    return InventoryStage(app, settings, Topics.declare(app, settings), metrics)
+
+
+def change(sku: str, status: Status, previous: Status | None, store: str = "s1") -> StockStatus:
+    available = {Status.OK: 100, Status.LOW: 3, Status.OUT: 0}[status]
+    return StockStatus(store, sku, status, previous, available, 1.0, available / 1.0, 0)
+
+
+def value(stage: InventoryStage, name: str, store: str) -> float | None:
+    return stage.metrics.registry.get_sample_value(name, {"store": store})
+
+
+async def test_gauges_counters_and_listeners_follow_transitions(stage: InventoryStage) -> None:
+    heard: list[StockStatus] = []
+
+    async def listener(status: StockStatus) -> None:
+        heard.append(status)
+
+    async def broken(status: StockStatus) -> None:
+        raise RuntimeError("a detector bug must not stop the stage")
+
+    stage.listeners += [broken, listener]
+    await stage._publish(
+        [
+            change("a", Status.LOW, Status.OK),
+            change("b", Status.OUT, Status.OK),
+            change("c", Status.OUT, None),  # announced after a load: not a new stock-out
+            change("x", Status.OUT, Status.LOW, store="s2"),  # past the label cap: other
+        ]
+    )
+    assert len(heard) == 4
+    assert value(stage, "salewatch_low_stock_skus", "s1") == 1
+    assert value(stage, "salewatch_stock_out_skus", "s1") == 2
+    assert value(stage, "salewatch_stock_out_skus", "other") == 1
+    assert value(stage, "salewatch_stockouts_total", "s1") == 1
+    await stage._publish([change("a", Status.OUT, Status.LOW), change("b", Status.OK, Status.OUT)])
+    assert value(stage, "salewatch_low_stock_skus", "s1") == 0
+    assert value(stage, "salewatch_stock_out_skus", "s1") == 2
+    assert value(stage, "salewatch_stockouts_total", "s1") == 2
+    assert [s.sku for s in stage.flagged("s1", [Status.OUT, Status.LOW])] == ["a", "c"]
+    await stage._forget_partitions()
+    assert value(stage, "salewatch_stock_out_skus", "s1") == 0
+    assert value(stage, "salewatch_stock_out_skus", "other") == 0
+    assert stage.flagged("s1", [Status.OUT]) == []
+
+
+def test_query_parsing() -> None:
+    assert parse_statuses(None) == [Status.OUT, Status.LOW]
+    assert parse_statuses("low") == [Status.LOW]
+    assert parse_statuses("out, low,out") == [Status.OUT, Status.LOW]
+    assert parse_statuses("ok") is None
+    assert parse_statuses("gone") is None
+    assert parse_limit(None) == 100
+    assert parse_limit("5") == 5
+    assert parse_limit("0") is None
+    assert parse_limit("many") is None
