@@ -7,6 +7,7 @@ Alertmanager queries cannot see another run's alerts.
 
 from __future__ import annotations
 
+import signal
 import statistics
 import time
 from typing import Any
@@ -14,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support.alerts import alert_records, am_alerts, wait_for
+from tests.support.alerts import Forwarder, alert_records, am_alerts, wait_for
 from tests.support.events import make_event
 from tests.support.kafka import produce
-from tests.support.worker import Worker, WorkerFactory
+from tests.support.worker import Worker, WorkerFactory, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +26,9 @@ STOCKOUTS = 8
 MAX_LATENCY_S = 2.0
 
 
-def _start(workers: WorkerFactory) -> Worker:
+def _start(workers: WorkerFactory, alertmanager_url: str | None = None) -> Worker:
     return workers.start(
-        alertmanager_url=workers.stack.alertmanager_url,
+        alertmanager_url=alertmanager_url or workers.stack.alertmanager_url,
         window_ms=10_000,
         grace_ms=2_000,
         idle_ms=2_000,
@@ -133,3 +134,51 @@ def test_low_stock_soon_fires_at_a_fast_sales_rate(workers: WorkerFactory) -> No
     )
     assert alert["labels"]["severity"] == "warning"
     assert not am_alerts(am, alertname="StockOut", store_id=store_id)
+
+
+def _api(worker: Worker, **filters: str) -> dict[str, Any]:
+    query = "&".join(f"{name}={value}" for name, value in filters.items())
+    status, body = worker.get(f"/api/alerts?{query}")
+    assert status == 200, body
+    return dict(orjson.loads(body))
+
+
+def test_alertmanager_down_then_back_and_a_worker_restart_lose_nothing(
+    workers: WorkerFactory,
+) -> None:
+    am = workers.stack.alertmanager_url
+    forwarder = Forwarder(free_port(), am)  # this worker's way to Alertmanager: down
+    worker = _start(workers, forwarder.url)
+    store_id = f"st-{workers.run_id}"
+    _send(workers, "inventory", make_event("stock_snapshot", store_id=store_id, sku="a",
+                                           available=0))  # fmt: skip
+    firing = wait_for(lambda: _api(worker, store_id=store_id)["firing"], 30)
+    assert [a["labels"]["sku"] for a in firing] == ["a"]
+    delivery = wait_for(lambda: _api(worker)["alertmanager"]["last_error"], 10)
+    assert "Connect" in delivery
+    time.sleep(3)  # a few failed attempts
+    assert not am_alerts(am, store_id=store_id)
+    assert _api(worker)["alertmanager"]["backlog"] == 1
+
+    forwarder.up()  # Alertmanager is back: the queued alert arrives
+    try:
+        wait_for(lambda: am_alerts(am, alertname="StockOut", store_id=store_id, sku="a"), 40)
+        assert _api(worker)["alertmanager"] == {
+            "url": forwarder.url + "/api/v2/alerts", "backlog": 0, "last_error": None
+        }  # fmt: skip
+    finally:
+        forwarder.down()
+
+    # a restart: the next worker loads the firing alert from its changelog and re-sends it
+    # (SIGTERM; after a SIGKILL the same happens once the group drops the dead member)
+    worker.stop(signal.SIGTERM)
+    again = _start(workers)
+    firing = wait_for(lambda: _api(again, store_id=store_id)["firing"], 60)
+    assert [a["labels"]["sku"] for a in firing] == ["a"]
+    wait_for(lambda: _api(again)["partitions"] == [0, 1, 2, 3], 10)  # loaded by the tick
+    sent = 'salewatch_alert_notifications_total{result="sent"}'
+    wait_for(lambda: sent in again.metrics(), 30)
+    _send(workers, "inventory", make_event("restock", store_id=store_id, sku="a", qty=500))
+    wait_for(lambda: not am_alerts(am, alertname="StockOut", store_id=store_id), 30)
+    records = alert_records(workers.stack.kafka_bootstrap, workers.output_topic("alerts"))
+    assert [r["status"] for r in records] == ["firing", "resolved"]  # one change, one record

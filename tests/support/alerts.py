@@ -3,7 +3,10 @@ store ids unique to one test run, and the `salewatch.alerts` topic."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -77,3 +80,49 @@ def alert_records(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[di
     return [
         orjson.loads(r.value) for r in consume(bootstrap, topic, 1_000_000, timeout_s=timeout_s)
     ]
+
+
+class Forwarder:
+    """A TCP port that forwards to Alertmanager while `up` and refuses connections while
+    down: Alertmanager "goes down and comes back" for one worker, not for everyone."""
+
+    def __init__(self, port: int, target: str) -> None:
+        self.port = port
+        parsed = urllib.parse.urlsplit(target)
+        self.target = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        self._server: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(16)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
