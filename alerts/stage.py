@@ -163,8 +163,11 @@ class AlertStage:
 
     # --- inputs -----------------------------------------------------------------------------
     async def on_window(self, record: dict[str, Any]) -> None:
-        q = merge_partition(record["store_id"], self.settings.partitions)
-        self._evaluator(q).add(record)
+        try:
+            q = merge_partition(record["store_id"], self.settings.partitions)
+            self._evaluator(q).add(record)
+        except Exception:  # an alerting bug must never stop stage 3
+            log.exception("alerts: cannot take window %r", record)
 
     async def on_frontier(self, q: int, frontier_ms: int) -> None:
         try:
