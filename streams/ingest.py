@@ -43,7 +43,9 @@ __all__ = ["IngestResult", "Ingestor", "register"]
 log = logging.getLogger(__name__)
 
 # Kafka's default message.max.bytes is 1 MB; stay well below it per routed message.
-REPORT_EVERY_S = 1.0
+REPORT_BUSY_S = 0.2  # input progress reports while reading
+REPORT_IDLE_S = 1.0  # and while nothing comes in
+COMMIT_EVERY_S = 1.0  # commits need a producer flush: not after every batch
 MAX_ROUTED_BYTES = 900 * 1024
 
 
@@ -105,7 +107,7 @@ class Ingestor:
                     read_max[name] = result.max_ts[name] = event.ts
                 elif self._is_late(event.ts, seen_ms):
                     routed["late"] = True  # internal flag: stage 2 counts it, adds it nowhere
-                key = routing_key(event)
+                key = routing_key(routed)
                 result.routed[partition_for(key, self._partitions)].append(routed)
             for rejection in decoded.rejections:
                 rejected[record.topic, rejection.reason.value] += 1
@@ -219,7 +221,8 @@ async def run_ingest(
     await topics.create_outputs()
     await consumer.start()
     log.info("ingest: reading %s", ", ".join(ingestor.topic_names))
-    last_report = 0.0
+    last_report = last_commit = 0.0
+    uncommitted = False
     try:
         while True:
             consumed = await consumer.getmany(
@@ -232,22 +235,30 @@ async def run_ingest(
                 )
                 progress.observe(result.max_ts)
                 await _forward(topics, result)
-            if consumed or time.monotonic() - last_report >= REPORT_EVERY_S:
-                # after the batch's events: a report only speaks for what went before it
+            now = time.monotonic()
+            if now - last_report >= (REPORT_BUSY_S if consumed else REPORT_IDLE_S):
+                # after the batches' events: a report only speaks for what went before it
                 with contextlib.suppress(IllegalStateError):  # rebalancing: next round
                     await _broadcast(topics, settings.partitions, await progress.report())
-                last_report = time.monotonic()
-            if not consumed:
-                continue
-            await app.producer.flush()
-            try:
-                await consumer.commit()
-            except (CommitFailedError, IllegalStateError) as exc:
-                # A rebalance took partitions away mid-batch: their new owner reads the batch
-                # again from the last commit and stage 2 drops the repeats as duplicates.
-                log.info("ingest: commit after rebalance skipped (%s)", exc)
+                last_report = now
+            if consumed:
+                uncommitted = True
+            if uncommitted and now - last_commit >= COMMIT_EVERY_S:
+                await _commit(app, consumer)
+                uncommitted, last_commit = False, now
     finally:
         await consumer.stop()
+
+
+async def _commit(app: faust.App, consumer: AIOKafkaConsumer) -> None:
+    """Commit what was read, once everything it produced is acknowledged."""
+    await app.producer.flush()
+    try:
+        await consumer.commit()
+    except (CommitFailedError, IllegalStateError) as exc:
+        # A rebalance took partitions away meanwhile: their new owner reads again from the
+        # last commit and stage 2 drops the repeats as duplicates.
+        log.info("ingest: commit after rebalance skipped (%s)", exc)
 
 
 async def _forward(topics: Topics, result: IngestResult) -> None:
