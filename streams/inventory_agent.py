@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 REEVALUATE_MS = 10_000  # a low key is looked at again after this much event time
+CHUNK_CHANGES = 5_000  # changes applied between two waits for the changelog producer
+MAX_QUEUED_CHANGELOG = 10_000
 META_PREFIX = "#"  # store ids never start with it (CONTRACT.md §2)
 
 StockListener = Callable[[StockStatus], Awaitable[None]]
@@ -157,18 +159,31 @@ class InventoryStage:
                     last_offset = max(last_offset, offset)
             if last_offset == meta.offset:
                 continue  # all applied before a restart
+            for start in range(0, len(changes), CHUNK_CHANGES):
+                await self._apply(p, meta, changes[start : start + CHUNK_CHANGES])
             with writing_to(p):
-                outcome = apply_changes(self.table, changes, self.rules, meta.stream_ms)
-                for key, raw in outcome.encoded.items():
-                    self.table[key] = raw
-                if outcome.max_ts is not None:
-                    meta.stream_ms = max(meta.stream_ms or outcome.max_ts, outcome.max_ts)
                 meta.offset = last_offset
                 self.table[f"{META_PREFIX}{p}"] = meta.encode()
-            self.metrics.processed.labels("inventory").inc(len(changes))
-            for store_id, n in outcome.restocks.items():
-                self.metrics.restocks.labels(self.metrics.store_label(store_id)).inc(n)
-            await self._publish(outcome.transitions)
+
+    async def _apply(self, p: int, meta: PartitionMeta, changes: list[Any]) -> None:
+        with writing_to(p):
+            outcome = apply_changes(self.table, changes, self.rules, meta.stream_ms)
+            for key, raw in outcome.encoded.items():
+                self.table[key] = raw
+        if outcome.max_ts is not None:
+            meta.stream_ms = max(meta.stream_ms or outcome.max_ts, outcome.max_ts)
+        self.metrics.processed.labels("inventory").inc(len(changes))
+        for store_id, n in outcome.restocks.items():
+            self.metrics.restocks.labels(self.metrics.store_label(store_id)).inc(n)
+        await self._publish(outcome.transitions)
+        await self._ebb()
+
+    async def _ebb(self) -> None:
+        """Each table write queues a changelog message; let the producer catch up before
+        writing more (a million queued messages take gigabytes)."""
+        buffer = self.app.producer.buffer
+        while buffer.size > MAX_QUEUED_CHANGELOG:
+            await buffer.flush_atmost(buffer.size - MAX_QUEUED_CHANGELOG)
 
     async def _publish(self, statuses: list[StockStatus]) -> None:
         for status in statuses:
