@@ -82,3 +82,14 @@ def test_valid_counted_invalid_dead_lettered_worker_stays_healthy(
     status, body = worker.get("/health")
     assert status == 200, body
     assert worker.process.poll() is None
+
+
+@pytest.mark.parametrize("codec", ["gzip", "lz4"])
+def test_compressed_input_is_read(workers: WorkerFactory, codec: str) -> None:
+    worker = workers.start()
+    batch = [make_event("click", event_id=f"{codec}-{i}") for i in range(50)]
+    produce(workers.stack.kafka_bootstrap, workers.input_topic("clicks"), [orjson.dumps(batch)],
+            compression=codec)  # fmt: skip
+    clicks = workers.input_topic("clicks")
+    wait_for_metric(worker, f'salewatch_events_total{{topic="{clicks}",type="click"}}', 50)
+    assert worker.get("/health")[0] == 200

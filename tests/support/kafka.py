@@ -9,8 +9,14 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 
-def produce(bootstrap: str, topic: str, values: Iterable[bytes], key: bytes | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes],
+    key: bytes | None = None,
+    compression: str | None = None,
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type=compression)
     try:
         for value in values:
             producer.send(topic, key=key, value=value)
