@@ -69,7 +69,10 @@ def run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
         worker = workers.start(
             alertmanager_url=stack.alertmanager_url, campaign_file=campaign, **SETTINGS
         )
-        produce(scenario, stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
+        # paced like live traffic (event time x 10): a replay flat out is a backlog; gzip:
+        # the worker's client reads it whatever compression libraries are installed
+        produce(scenario, stack.kafka_bootstrap, topic_prefix=workers.topic_prefix,
+                speed=10.0, compression="gzip")  # fmt: skip
         yield Run(workers, worker, scenario.truth, prefix)
     finally:
         workers.stop_all()
