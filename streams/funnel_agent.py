@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -23,6 +23,7 @@ from streams.merge import merge_partition
 from streams.metrics import Metrics
 from streams.routing import partition_for
 from streams.settings import Settings
+from streams.stage import BatchedStage
 from streams.state import partitioned_table, writing_to
 from streams.stock_changes import stock_key
 from streams.topics import Topics
@@ -38,10 +39,9 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class FunnelStage:
+class FunnelStage(BatchedStage):
     def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
-        self.app = app
-        self.settings = settings
+        super().__init__(app, settings)
         self.topics = topics
         self.metrics = metrics
         n = settings.partitions
@@ -59,17 +59,10 @@ class FunnelStage:
         }
 
     def register(self) -> None:
-        self.app.agent(self.topics.events, name="funnel")(self._agent)
+        self.register_agent(self.topics.events, "funnel")
         self.app.timer(TICK_S, name="funnel-tick")(self.tick)
-        self.app.on_partitions_revoked.connect(self._forget_partitions)
 
-    async def _agent(self, stream: AsyncIterable[Any]) -> None:
-        s = self.settings
-        async for batch in stream.take_events(s.batch_max_messages, s.batch_within_ms / 1000):  # type: ignore[attr-defined]
-            await self.process(batch)
-
-    async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
-        # Reload from the tables after any rebalance: they are the truth, memory a cache.
+    def forget_partitions(self) -> None:
         self.partitions.clear()
         self.dedup_keys.clear()
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -16,6 +16,7 @@ from streams.funnel import WindowKey
 from streams.merge import MergePartition, merge_partition, window_record
 from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.stage import BatchedStage
 from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
 
@@ -28,10 +29,9 @@ WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
 FrontierListener = Callable[[int, int], Awaitable[None]]
 
 
-class MergeStage:
+class MergeStage(BatchedStage):
     def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
-        self.app = app
-        self.settings = settings
+        super().__init__(app, settings)
         self.topics = topics
         self.metrics = metrics
         self.pending_table = partitioned_table(app, "merge-pending", settings.partitions)
@@ -43,15 +43,9 @@ class MergeStage:
         self.recent: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
 
     def register(self) -> None:
-        self.app.agent(self.topics.partials, name="merge")(self._agent)
-        self.app.on_partitions_revoked.connect(self._forget_partitions)
+        self.register_agent(self.topics.partials, "merge")
 
-    async def _agent(self, stream: AsyncIterable[Any]) -> None:
-        s = self.settings
-        async for batch in stream.take_events(s.batch_max_messages, s.batch_within_ms / 1000):  # type: ignore[attr-defined]
-            await self.process(batch)
-
-    async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
+    def forget_partitions(self) -> None:
         self.partitions.clear()
 
     def partition_state(self, q: int) -> MergePartition:

@@ -1,0 +1,42 @@
+"""What every batched stage agent shares: taking its topic in batches, and dropping its
+per-partition cache on a rebalance (the changelog-backed tables stay the truth)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterable, Sequence
+from typing import Any
+
+import faust
+from faust.types import EventT, TopicT
+
+from streams.settings import Settings
+
+__all__ = ["BatchedStage"]
+
+
+class BatchedStage(abc.ABC):
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def register_agent(self, topic: TopicT, name: str) -> None:
+        self.app.agent(topic, name=name)(self._agent)
+        self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
+
+    async def _agent(self, stream: AsyncIterable[Any]) -> None:
+        s = self.settings
+        batches = stream.take_events(s.batch_max_messages, s.batch_within_ms / 1000)  # type: ignore[attr-defined]
+        async for batch in batches:
+            await self.process(batch)
+
+    async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
+        self.forget_partitions()
+
+    @abc.abstractmethod
+    async def process(self, batch: Sequence[EventT]) -> None:
+        """Handle one batch of events, possibly of several partitions."""
+
+    @abc.abstractmethod
+    def forget_partitions(self) -> None:
+        """Drop cached per-partition state; it is reloaded from the tables on next use."""
