@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,7 @@ from streams.inventory import (
 from streams.metrics import Metrics
 from streams.routing import partition_for
 from streams.settings import Settings
+from streams.stage import BatchedStage
 from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
 
@@ -71,10 +72,9 @@ def on_partition(topic: str, partition: int) -> AbstractContextManager[None]:
     return writing_to(partition)
 
 
-class InventoryStage:
+class InventoryStage(BatchedStage):
     def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
-        self.app = app
-        self.settings = settings
+        super().__init__(app, settings)
         self.topics = topics
         self.metrics = metrics
         self.rules = InventoryRules(
@@ -89,14 +89,8 @@ class InventoryStage:
         self._flag_counts: Counter[tuple[str, Status]] = Counter()  # by store label
 
     def register(self) -> None:
-        self.app.agent(self.topics.stock, name="inventory")(self._agent)
+        self.register_agent(self.topics.stock, "inventory")
         self.app.timer(TICK_S, name="inventory-tick")(self.tick)
-        self.app.on_partitions_revoked.connect(self._forget_partitions)
-
-    async def _agent(self, stream: AsyncIterable[Any]) -> None:
-        s = self.settings
-        async for batch in stream.take_events(s.batch_max_messages, s.batch_within_ms / 1000):  # type: ignore[attr-defined]
-            await self.process(batch)
 
     @property
     def stock_topic(self) -> str:
@@ -106,7 +100,7 @@ class InventoryStage:
         return partition_for(f"{store_id}|{sku}", self.settings.partitions)
 
     # --- loading after a rebalance --------------------------------------------------
-    async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
+    def forget_partitions(self) -> None:
         self.partitions.clear()
         self.index.clear()
         for label, status in list(self._flag_counts):

@@ -59,7 +59,7 @@ async def test_gauges_counters_and_listeners_follow_transitions(stage: Inventory
     assert value(stage, "salewatch_stock_out_skus", "s1") == 2
     assert value(stage, "salewatch_stockouts_total", "s1") == 2
     assert [s.sku for s in stage.flagged("s1", [Status.OUT, Status.LOW])] == ["a", "c"]
-    await stage._forget_partitions()
+    stage.forget_partitions()
     assert value(stage, "salewatch_stock_out_skus", "s1") == 0
     assert value(stage, "salewatch_stock_out_skus", "other") == 0
     assert stage.flagged("s1", [Status.OUT]) == []
