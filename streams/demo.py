@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -39,7 +40,7 @@ _SHOWN = {
 def _summary(metrics: str) -> str:
     parts = []
     for label, pattern in _SHOWN.items():
-        total = sum(float(value) for value in re.findall(pattern, metrics, re.M))
+        total = sum(float(value) for value in re.findall("^" + pattern, metrics, re.M))
         parts.append(f"{label}: {total:,.0f}")
     return " | ".join(parts)
 
@@ -61,10 +62,15 @@ def _wait_healthy(worker: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up as for Ctrl-C
     stack = json.loads(STACK_ENV.read_text())
     log = REPO / ".stack" / "logs" / "demo-worker.log"
-    env = {**os.environ, "SALEWATCH_KAFKA_BOOTSTRAP": stack["kafka_bootstrap"],
-           "SALEWATCH_WEB_PORT": str(WEB_PORT)}  # fmt: skip
+    env = {
+        **os.environ,
+        "SALEWATCH_KAFKA_BOOTSTRAP": stack["kafka_bootstrap"],
+        "SALEWATCH_ALERTMANAGER_URL": stack["alertmanager_url"],
+        "SALEWATCH_WEB_PORT": str(WEB_PORT),
+    }
     target = Path(stack["targets_dir"]) / "demo.json"
     with log.open("ab") as out:
         worker = subprocess.Popen(
