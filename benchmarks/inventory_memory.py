@@ -150,7 +150,8 @@ def replay_changelog(n: int, per_key: int) -> dict[str, Any]:
     before = rss_bytes()
     started = time.perf_counter()
     for start in range(0, len(events), 10_000):  # Faust's recovery buffer size
-        store.apply_changelog_batch(events[start : start + 10_000], lambda k: k, lambda v: v)
+        chunk = events[start : start + 10_000]
+        store.apply_changelog_batch(chunk, lambda k: k, lambda v: v)  # type: ignore[arg-type]
     applied = time.perf_counter() - started
     found = []
     for key, raw in store.data.items():  # InventoryStage._load
@@ -171,7 +172,7 @@ def in_child(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, A
 
 
 def produce_changes(bootstrap: str, topic: str, n: int, partitions: int) -> None:
-    from kafka import KafkaProducer
+    from kafka import KafkaProducer  # type: ignore[import-untyped]
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
                              max_request_size=4 * MIB, batch_size=MIB)  # fmt: skip

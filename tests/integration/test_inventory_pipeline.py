@@ -18,14 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
 from simulator import Incident, KeyMode, Scenario, ScenarioConfig, generate, produce
 from tests.support.worker import Worker, WorkerFactory, http_get
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = {"partitions": 4}
+PARTITIONS = 4
 TOPIC_KINDS = ("clicks", "carts", "orders", "aftersales", "inventory")
 
 
@@ -183,8 +183,8 @@ def processed(worker: Worker) -> dict[str, float]:
 def test_inventory_equals_ground_truth_with_two_workers(workers: WorkerFactory) -> None:
     scenario = inventory_scenario(seed=21)
     check_scenario(scenario)
-    first = workers.start(**SETTINGS)
-    second = workers.start(**SETTINGS)
+    first = workers.start(partitions=PARTITIONS)
+    second = workers.start(partitions=PARTITIONS)
     produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
     wait_consumed(workers)
 
@@ -214,7 +214,7 @@ def test_inventory_survives_a_restart_mid_run(workers: WorkerFactory, sig: int, 
     check_scenario(scenario)
     first_half, second_half = split(scenario, len(scenario) // 2)
     bootstrap, prefix = workers.stack.kafka_bootstrap, workers.topic_prefix
-    worker = workers.start(store=store, **SETTINGS)
+    worker = workers.start(store=store, partitions=PARTITIONS)
     produce(first_half, bootstrap, topic_prefix=prefix)
     wait_for(worker, lambda steps: steps.get("inventory", 0) > 0)
     with ThreadPoolExecutor(1) as pool:
@@ -222,7 +222,7 @@ def test_inventory_survives_a_restart_mid_run(workers: WorkerFactory, sig: int, 
         wait_for(worker, lambda steps: steps.get("ingest", 0) > len(first_half))
         worker.stop(sig)
         producing.result()
-    restarted = workers.start(wait_healthy=False, store=store, **SETTINGS)
+    restarted = workers.start(wait_healthy=False, store=store, partitions=PARTITIONS)
     # after a kill the group waits for the dead member's session to time out (60 s)
     workers.wait_healthy(restarted, timeout=150)
     wait_consumed(workers)

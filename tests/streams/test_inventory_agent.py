@@ -10,13 +10,13 @@ from streams.inventory import Status, StockStatus
 from streams.inventory_agent import InventoryStage
 from streams.inventory_api import parse_limit, parse_statuses
 from streams.metrics import Metrics
-from streams.settings import Settings
+from streams.settings import load_settings
 from streams.topics import Topics
 
 
 @pytest.fixture
 def stage() -> InventoryStage:
-    settings = Settings(max_store_labels=1)
+    settings = load_settings(max_store_labels=1)
     app = faust.App("test-inventory", broker="kafka://127.0.0.1:1", store="memory://")
     metrics = Metrics(max_stores=settings.max_store_labels)
     return InventoryStage(app, settings, Topics.declare(app, settings), metrics)
