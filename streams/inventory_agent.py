@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,7 @@ from streams.stage import BatchedStage
 from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
 
-__all__ = ["InventoryStage", "StockListener", "on_partition"]
+__all__ = ["InventoryStage", "StockListener"]
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +63,6 @@ class PartitionMeta:
 
     def encode(self) -> bytes:
         return orjson.dumps([self.offset, self.stream_ms])
-
-
-def on_partition(topic: str, partition: int) -> AbstractContextManager[None]:
-    """Reads and writes of one partition. Now just `writing_to(partition)`: the tables
-    handle RocksDB themselves (streams/state.py); kept for alerts/stage.py."""
-    return writing_to(partition)
 
 
 class InventoryStage(BatchedStage):
