@@ -524,7 +524,7 @@ def start_kafka(settings: Settings, service: Service) -> None:
     (STATE / "kafka-log4j.properties").write_text(LOG4J1_CONFIG)
     (STATE / "kafka-log4j2.properties").write_text(LOG4J2_CONFIG)
     format_kafka_storage(settings, properties)
-    spawn(service, kafka_java_command(settings, ["kafka.Kafka", str(properties)], heap="512m"))
+    spawn(service, kafka_java_command(settings, ["kafka.Kafka", str(properties)], heap="1g"))
 
 
 def _read_text(path: Path) -> str | None:
