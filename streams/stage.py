@@ -31,6 +31,9 @@ class BatchedStage(abc.ABC):
             await self.process(batch)
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
+        # Everything written for the partitions being given up (changelog, partials) must
+        # be in Kafka before their new owner restores from it.
+        await self.app.producer.flush()
         self.forget_partitions()
 
     @abc.abstractmethod
