@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from sdk import StoreClient
 from streams.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, MessageDecoder
 from streams.events import TopicKind
 from tests.support.events import EVENT_TYPES, TOPIC_OF_TYPE, make_event
-from tests.support.kafka import consume
+from tests.support.kafka import consume, delete_topics
 from tests.support.stack import REPO, Stack
 from tests.support.worker import Worker, WorkerFactory
 
@@ -31,8 +31,12 @@ pytestmark = pytest.mark.integration
 TOKEN = "t" * 16
 
 
-def fresh_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}.shop."
+@pytest.fixture
+def prefix(stack: Stack) -> Iterator[str]:
+    """Fresh input topic names for one test; the topics are deleted after it."""
+    run = f"t{uuid.uuid4().hex[:10]}."
+    yield run + "shop."
+    delete_topics(stack.kafka_bootstrap, [run])
 
 
 def types_of(kind: str) -> list[str]:
@@ -69,8 +73,9 @@ def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 # --- the SDK --------------------------------------------------------------------------------
-def test_sdk_round_trips_every_event_type_keyed_and_batched_by_store(stack: Stack) -> None:
-    prefix = fresh_prefix()
+def test_sdk_round_trips_every_event_type_keyed_and_batched_by_store(
+    stack: Stack, prefix: str
+) -> None:
     sent: dict[str, dict[str, Any]] = {}
     with StoreClient(stack.kafka_bootstrap, prefix, linger_ms=60_000) as client:
         for store in ("store-a", "store-b"):
@@ -94,8 +99,7 @@ def test_sdk_round_trips_every_event_type_keyed_and_batched_by_store(stack: Stac
     assert received == sent
 
 
-def test_sdk_splits_large_volumes_into_contract_sized_messages(stack: Stack) -> None:
-    prefix = fresh_prefix()
+def test_sdk_splits_large_volumes_into_contract_sized_messages(stack: Stack, prefix: str) -> None:
     count = 12_000
     with StoreClient(stack.kafka_bootstrap, prefix, linger_ms=60_000) as client:
         for i in range(count):
@@ -110,9 +114,8 @@ def test_sdk_splits_large_volumes_into_contract_sized_messages(stack: Stack) -> 
 
 
 def test_salewatch_emit_sends_a_jsonl_file_and_reports_rejected_lines(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, prefix: str
 ) -> None:
-    prefix = fresh_prefix()
     good = [make_event("click"), make_event("order_paid"), make_event("restock")]
     lines = [orjson.dumps(good[0]), orjson.dumps(make_event("click", qty="x", channel="Bad"))]
     lines += [b"", orjson.dumps(good[1]), b"{oops", orjson.dumps(good[2])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 
@@ -45,3 +45,19 @@ def consume(
     finally:
         consumer.close()
     return records
+
+
+def delete_topics(bootstrap: str, prefixes: Iterable[str]) -> None:
+    """Delete every topic whose name starts with one of `prefixes`.
+
+    Tests create topics under fresh names; left behind, thousands of them make every
+    metadata response (and so every worker) slower for the rest of the run.
+    """
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        starts = tuple(prefixes)
+        doomed = [name for name in admin.list_topics() if name.startswith(starts)]
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=30_000)
+    finally:
+        admin.close()

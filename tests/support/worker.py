@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.kafka import delete_topics
 from tests.support.stack import REPO, Stack
 
 
@@ -139,5 +140,7 @@ class WorkerFactory:
         raise AssertionError(f"worker not healthy in {timeout}s:\n{worker.log()[-4000:]}")
 
     def stop_all(self) -> None:
+        """Stop the workers, then delete the run's topics (inputs, outputs, changelogs)."""
         for worker in self.started:
             worker.stop()
+        delete_topics(self.stack.kafka_bootstrap, [f"t{self.run_id}.", f"salewatch-{self.run_id}"])
