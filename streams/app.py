@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from alerts.stage import AlertStage
-from streams import funnel_api, http_ingest, ingest, inventory_api, web
+from streams import funnel_api, http_ingest, ingest_supervisor, inventory_api, web
 from streams.funnel_agent import FunnelStage
 from streams.inventory_agent import InventoryStage
 from streams.merge_agent import MergeStage
@@ -42,7 +42,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     status = WorkerStatus()
     funnel = FunnelStage(app, settings, topics, metrics)
     funnel.register()
-    ingest.register(app, settings, topics, metrics, status, funnel.input_stream_time)
+    ingest_supervisor.register(app, settings, topics, metrics, status, funnel.input_stream_time)
     merge = MergeStage(app, settings, topics, metrics)
     merge.register()
     inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners

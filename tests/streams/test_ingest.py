@@ -10,9 +10,9 @@ import orjson
 from streams.events import EventBase, TopicKind, event_adapter
 from streams.ingest import Ingestor, encode_chunks
 from streams.metrics import Metrics
-from streams.routing import normalise, partition_for, routing_key
+from streams.routing import encode_json, fields_of, normalise, partition_for, routing_key
 from streams.settings import load_settings
-from tests.support.events import make_event
+from tests.support.events import EVENT_TYPES, TOPIC_OF_TYPE, make_event
 
 
 @dataclass
@@ -31,7 +31,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 
 def test_valid_events_are_counted_and_routed_by_content() -> None:
     metrics = Metrics()
-    ingestor = Ingestor(load_settings(partitions=8), metrics)
+    ingestor = Ingestor(load_settings(partitions=8))
     paid = make_event("order_paid", order_id="o-7")
     cancelled = make_event("order_cancelled", order_id="o-7")
     result = ingestor.process(
@@ -47,6 +47,7 @@ def test_valid_events_are_counted_and_routed_by_content() -> None:
     ]
     assert sum(len(events) for events in result.routed.values()) == 3
     assert result.dead_letters == []
+    result.counts.apply(metrics)
     assert sample(metrics, "salewatch_events_total", topic="shop.orders", type="order_paid") == 1
     assert sample(metrics, "salewatch_messages_total", topic="shop.orders") == 1
 
@@ -64,7 +65,7 @@ def test_routing_key_ignores_the_message_key_and_groups_orders_and_skus() -> Non
 
 def test_rejections_become_dead_letters_with_contract_headers() -> None:
     metrics = Metrics()
-    ingestor = Ingestor(load_settings(), metrics)
+    ingestor = Ingestor(load_settings())
     bad = make_event("click", channel="Not Valid")
     result = ingestor.process(
         [
@@ -84,6 +85,7 @@ def test_rejections_become_dead_letters_with_contract_headers() -> None:
     assert orjson.loads(first.value) == bad
     assert second.value == b"\xff\xfe"
     assert dict(second.headers)["salewatch.error.reason"] == b"invalid_json"
+    result.counts.apply(metrics)
     assert sample(metrics, "salewatch_deadletter_total", topic="shop.carts", reason="invalid_json")
 
 
@@ -93,6 +95,14 @@ def test_routed_payloads_are_split_below_the_message_limit() -> None:
     assert len(chunks) > 1
     assert all(len(chunk) <= 900 * 1024 for chunk in chunks)
     assert [e for chunk in chunks for e in orjson.loads(chunk)] == events
+
+
+def test_the_routed_form_encodes_to_the_normalised_json_of_every_type() -> None:
+    for event_type in EVENT_TYPES:
+        event = make_event(event_type, amount=12.1, ts="2026-11-11T00:00:00.5+08:00")
+        model = _validated(event, TOPIC_OF_TYPE[event_type])
+        routed = orjson.loads(encode_json([fields_of(model)]))
+        assert routed == [normalise(model)], event_type
 
 
 def _validated(event: dict[str, Any], topic: str) -> EventBase:
