@@ -27,13 +27,13 @@ from tests.support.worker import Worker, WorkerFactory
 POLL_S = 0.05
 
 
-def _funnel_processed(worker: Worker) -> float:
+def salewatch_processed(worker: Worker) -> float:
     match = re.search(r'^salewatch_processed_events_total\{step="funnel"\} (\S+)$',
                       worker.metrics(), re.M)  # fmt: skip
     return float(match.group(1)) if match else 0.0
 
 
-def _naive_processed(worker: Worker) -> float:
+def naive_processed(worker: Worker) -> float:
     return float(orjson.loads(worker.get("/count")[1])["events"])
 
 
@@ -75,8 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for mode, per_message in (("batched", args.batch), ("one event per message", 1)):
             for name, module, scenario_used, read in (
-                ("salewatch", "streams", scenario, _funnel_processed),
-                ("naive Faust", "benchmarks.naive_faust", naive_scenario, _naive_processed),
+                ("salewatch", "streams", scenario, salewatch_processed),
+                ("naive Faust", "benchmarks.naive_faust", naive_scenario, naive_processed),
             ):
                 factory = WorkerFactory(stack, Path(tmp) / f"{mode}-{name}".replace(" ", "_"))
                 factory.tmp.mkdir(parents=True)

@@ -53,11 +53,11 @@ class BatchOutcome:
 class FunnelPartition:
     """The stage-2 state of one partition of the routed-events topic."""
 
-    def __init__(self, partition: int, window_ms: int, grace_ms: int, idle_ms: int,
+    def __init__(self, partition: int, window_ms: int, grace_ms: int,
                  dedup_horizon_ms: int) -> None:  # fmt: skip
         self.partition = partition
         self.window_ms = window_ms
-        self.watermark = Watermark(window_ms, grace_ms, idle_ms)
+        self.watermark = Watermark(window_ms, grace_ms)
         self.dedup = Deduplicator(dedup_horizon_ms)
         self.windows: dict[WindowKey, WindowAggregate] = {}
 

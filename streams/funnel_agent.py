@@ -74,7 +74,8 @@ class FunnelStage(BatchedStage):
 
     def input_stream_time(self, name: str) -> int | None:
         """The largest ts stage 1 last reported for an input partition, as heard here."""
-        heard = [s.watermark.inputs.get(name, (None, False))[0] for s in self.partitions.values()]
+        heard = [s.watermark.inputs[name][0] for s in self.partitions.values()
+                 if name in s.watermark.inputs]  # fmt: skip
         known = [ts for ts in heard if ts is not None]
         return max(known) if known else None
 
@@ -87,7 +88,7 @@ class FunnelStage(BatchedStage):
 
     def _load(self, p: int) -> FunnelPartition:
         s = self.settings
-        state = FunnelPartition(p, s.window_ms, s.grace_ms, s.idle_ms, s.dedup_horizon_ms)
+        state = FunnelPartition(p, s.window_ms, s.grace_ms, s.dedup_horizon_ms)
         raw_watermark = self.watermark_table.get(str(p))
         if raw_watermark is not None:
             state.watermark.watermark_ms = orjson.loads(raw_watermark)

@@ -15,12 +15,12 @@ import logging
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from streams.ingest import IngestCounts, Ingestor, IngestResult, encode_chunks
@@ -69,20 +69,26 @@ class WorkerLink:
 
 
 class InputProgress:
-    """Per input partition this process reads: the largest event time read and the backlog.
+    """Per input partition this process reads: the largest event time read, and whether it
+    is idle (read to its end, nothing new for `idle_ms`).
 
     Reported to every stage-2 partition after batches and every second: the watermark
     (streams/windows.py) is built from these reports.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, idle_ms: int) -> None:
         self._consumer = consumer
+        self._idle_s = idle_ms / 1000
+        self._last_read: dict[str, float] = {}  # monotonic time records last came, by input
         self.max_ts: dict[str, int] = {}
 
-    def observe(self, max_ts: dict[str, int]) -> None:
-        for name, ts_ms in max_ts.items():
+    def observe(self, result: IngestResult, inputs_read: Iterable[TopicPartition]) -> None:
+        for name, ts_ms in result.max_ts.items():
             if ts_ms > self.max_ts.get(name, -1):
                 self.max_ts[name] = ts_ms
+        now = time.monotonic()
+        for tp in inputs_read:
+            self._last_read[f"{tp.topic}:{tp.partition}"] = now
 
     def stream_time(self, ask: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
         """Stream time of every assigned input; one just taken over from another worker
@@ -96,16 +102,19 @@ class InputProgress:
     async def report(self) -> tuple[dict[str, Any], dict[str, int]]:
         """The report for stage 2, and the consumer lag by topic."""
         consumer = self._consumer
+        now = time.monotonic()
         marks: dict[str, list[Any]] = {}
         lag_by_topic: Counter[str] = Counter()
         for tp in consumer.assignment():
+            name = f"{tp.topic}:{tp.partition}"
             highwater = consumer.highwater(tp)
             position = await consumer.position(tp)
-            backlog = highwater is None or position < highwater
             if highwater is not None:
                 lag_by_topic[tp.topic] += max(0, highwater - position)
-            max_ts = self.max_ts.get(f"{tp.topic}:{tp.partition}")
-            marks[f"{tp.topic}:{tp.partition}"] = [max_ts, backlog]
+            read_to_end = highwater is not None and position >= highwater
+            # a partition just assigned gets `idle_ms` to show it has something
+            quiet_s = now - self._last_read.setdefault(name, now)
+            marks[name] = [self.max_ts.get(name), read_to_end and quiet_s >= self._idle_s]
         inputs = sum(len(consumer.partitions_for_topic(t) or ()) for t in consumer.subscription())
         return {"marks": marks, "inputs": inputs}, dict(lag_by_topic)
 
@@ -159,7 +168,7 @@ async def run(settings: Settings, link: WorkerLink) -> None:
         fetch_max_bytes=16 * 1024 * 1024,
     )
     output = RoutedProducer(settings)
-    progress = InputProgress(consumer)
+    progress = InputProgress(consumer, settings.idle_ms)
     await output.producer.start()
     await consumer.start()
     log.info("ingest: reading %s", ", ".join(ingestor.topic_names))
@@ -175,7 +184,7 @@ async def run(settings: Settings, link: WorkerLink) -> None:
                     (r for records in consumed.values() for r in records),
                     progress.stream_time(link.ask_stream_time),
                 )
-                progress.observe(result.max_ts)
+                progress.observe(result, consumed)
                 await output.forward(result)
                 link.send_counts(result.counts)
                 uncommitted = True

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     window_ms: PositiveMs = 60_000
     grace_ms: Annotated[int, Field(ge=0)] = 30_000
     idle_ms: PositiveMs = Field(
-        10_000, description="all inputs read and quiet this long: the watermark follows the clock"
+        10_000, description="an input read to its end and quiet this long holds no window open"
     )
     dedup_horizon_ms: PositiveMs = 15 * 60_000
     max_future_ms: PositiveMs = 5 * 60_000

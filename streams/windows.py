@@ -1,13 +1,15 @@
 """Event-time tumbling windows and the watermark that closes them.
 
 Windows are aligned to the UTC epoch. Stage 1 reports, per input partition, the largest
-event time it has read and whether the partition still has unread messages. The watermark
-of a stage-2 partition is the largest event time read anywhere, held back by every input
-partition that still has a backlog (to where that partition has got). So a topic read
-behind the others never makes its own events late, and a quiet input holds nothing back.
-When every input is read to its end and nothing new came for `idle_ms`, the watermark
-moves on with the wall clock, so the last windows close too (CONTRACT.md §3).
-A window is closed once the watermark reaches its end plus grace; its events then are late.
+event time it has read and whether it is idle (read to its end and nothing new for
+`idle_ms`). The watermark of a stage-2
+partition is the smallest event time read over the inputs that are not idle, as in Flink:
+a topic read behind the others, or a producer whose batches reach the broker late, holds
+windows open for its own events, so they are never made late by another input's pace. An
+idle input holds nothing back; when every input is idle, the watermark moves on with the
+wall clock from the largest event time read, so the last windows close too (CONTRACT.md
+§3). A window is closed once the watermark reaches its end plus grace; its events then
+are late.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def window_start(ts_ms: int, window_ms: int) -> int:
 
 
 # per input partition ("topic:partition"): largest event time read (None: nothing yet),
-# and whether unread messages remain
+# and whether it is idle (stage 1 decides: read to its end and quiet for `idle_ms`)
 InputMark = tuple[int | None, bool]
 
 
@@ -31,7 +33,6 @@ InputMark = tuple[int | None, bool]
 class Watermark:
     window_ms: int
     grace_ms: int
-    idle_ms: int
     watermark_ms: int | None = None  # never moves back; persisted per partition
     inputs: dict[str, InputMark] = field(default_factory=dict)
     expected_inputs: int = 0  # input partitions in all; until all reported, nothing closes
@@ -39,9 +40,9 @@ class Watermark:
     _max_changed_wall_ms: int = 0
 
     def report(self, marks: dict[str, Any], expected_inputs: int, wall_ms: int) -> None:
-        """Take a stage-1 report: {input: [max_ts | None, backlog]} for its partitions."""
-        for name, (max_ts, backlog) in marks.items():
-            self.inputs[name] = (max_ts, bool(backlog))
+        """Take a stage-1 report: {input: [max_ts | None, idle]} for its partitions."""
+        for name, (max_ts, idle) in marks.items():
+            self.inputs[name] = (max_ts, bool(idle))
         self.expected_inputs = expected_inputs
         self.advance(wall_ms)
 
@@ -52,13 +53,15 @@ class Watermark:
         max_read = max(read) if read else None
         if max_read != self._max_read_ms:
             self._max_read_ms, self._max_changed_wall_ms = max_read, wall_ms
-        behind = [max_ts for max_ts, backlog in self.inputs.values() if backlog]
-        if None in behind or max_read is None:
-            return  # an input with unread messages has not reported any time yet
-        candidate = min([max_read, *behind])  # type: ignore[type-var]
-        quiet_ms = wall_ms - self._max_changed_wall_ms
-        if not behind and quiet_ms >= self.idle_ms:
-            candidate = max_read + quiet_ms
+        active = [max_ts for max_ts, idle in self.inputs.values() if not idle]
+        if None in active:
+            return  # an input that is not idle has not read any event time yet
+        if active:
+            candidate: int = min(active)  # type: ignore[type-var]
+        elif max_read is None:
+            return
+        else:  # every input idle: follow the wall clock since the last new event time
+            candidate = max_read + wall_ms - self._max_changed_wall_ms
         if self.watermark_ms is None or candidate > self.watermark_ms:
             self.watermark_ms = candidate
 

@@ -22,7 +22,7 @@ def ev(event_type: str, ts: int, event_id: str, **fields: Any) -> dict[str, Any]
 
 
 def partition(grace_ms: int = 30_000) -> FunnelPartition:
-    return FunnelPartition(0, W, grace_ms, idle_ms=10_000, dedup_horizon_ms=900_000)
+    return FunnelPartition(0, W, grace_ms, dedup_horizon_ms=900_000)
 
 
 def test_stages_duplicates_and_order_state() -> None:

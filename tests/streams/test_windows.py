@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from streams.windows import Watermark, window_start
 
-W, GRACE, IDLE = 60_000, 30_000, 10_000
+W, GRACE = 60_000, 30_000
 
 
 def watermark() -> Watermark:
-    return Watermark(window_ms=W, grace_ms=GRACE, idle_ms=IDLE)
+    return Watermark(window_ms=W, grace_ms=GRACE)
 
 
 def test_windows_align_to_the_epoch() -> None:
@@ -18,7 +18,7 @@ def test_nothing_closes_until_every_input_reported() -> None:
     mark = watermark()
     mark.report({"clicks:0": [200_000, False]}, expected_inputs=2, wall_ms=0)
     assert mark.closed_before_ms is None
-    mark.report({"orders:0": [None, False]}, expected_inputs=2, wall_ms=0)
+    mark.report({"orders:0": [None, True]}, expected_inputs=2, wall_ms=0)
     assert mark.watermark_ms == 200_000
 
 
@@ -33,22 +33,26 @@ def test_window_closes_at_end_plus_grace() -> None:
     assert not mark.is_late(60_000)
 
 
-def test_an_input_with_a_backlog_holds_the_watermark_to_its_progress() -> None:
+def test_an_input_that_is_not_idle_holds_the_watermark_to_its_own_progress() -> None:
     mark = watermark()
-    mark.report({"clicks:0": [500_000, False], "orders:0": [100_000, True]}, 2, wall_ms=0)
+    mark.report({"clicks:0": [500_000, False], "orders:0": [100_000, False]}, 2, wall_ms=0)
     assert mark.watermark_ms == 100_000
-    mark.report({"orders:0": [None, True]}, 2, wall_ms=0)  # restarted reader, nothing read yet
-    assert mark.watermark_ms == 100_000  # never moves back
+    mark.report({"orders:0": [None, False]}, 2, wall_ms=0)  # restarted reader, nothing read yet
+    assert mark.watermark_ms == 100_000  # holds, and never moves back
     mark.report({"orders:0": [450_000, False]}, 2, wall_ms=0)
+    assert mark.watermark_ms == 450_000
+    mark.report({"orders:0": [450_000, True]}, 2, wall_ms=0)  # quiet: holds nothing back
     assert mark.watermark_ms == 500_000
 
 
-def test_when_every_input_is_read_and_quiet_the_wall_clock_moves_it() -> None:
+def test_when_every_input_is_idle_the_wall_clock_moves_it() -> None:
     mark = watermark()
     mark.report({"clicks:0": [100_000, False]}, 1, wall_ms=1_000)
     mark.advance(wall_ms=5_000)
-    assert mark.watermark_ms == 100_000  # quiet for less than idle_ms
-    mark.advance(wall_ms=11_000)
-    assert mark.watermark_ms == 110_000
-    mark.report({"clicks:0": [100_000, True]}, 1, wall_ms=20_000)  # a backlog: no advance
-    assert mark.watermark_ms == 110_000
+    assert mark.watermark_ms == 100_000
+    mark.report({"clicks:0": [100_000, True]}, 1, wall_ms=11_000)
+    assert mark.watermark_ms == 110_000  # event time read + wall time since it was read
+    mark.advance(wall_ms=15_000)
+    assert mark.watermark_ms == 114_000
+    mark.report({"clicks:0": [100_000, False]}, 1, wall_ms=20_000)  # new data: no advance
+    assert mark.watermark_ms == 114_000
