@@ -7,7 +7,8 @@ messages of 100 events; the midnight surge makes it uneven) while polling the wo
 `/metrics` every 50 ms. The producer records when it had sent its n-th event; the poller
 when the worker's funnel counter (`salewatch_processed_events_total{step="funnel"}`, what
 the dashboards' counters move with) first showed n. The difference, read off the two
-curves, is the latency of event n, to within one poll. Prints p50/p99/max for salewatch at
+curves, is the latency of event n, to within one poll. A small warm-up scenario goes first
+so that start-up is not measured. Prints p50/p99/max for salewatch at
 `--rate` and for the naive Faust baseline (benchmarks/naive_faust.py) at `--naive-rate`.
 Needs the local stack.
 """
@@ -40,6 +41,11 @@ def measure(
     factory = WorkerFactory(stack, tmp / module.replace(".", "_"))
     factory.tmp.mkdir(parents=True)
     worker = factory.start(module=module)
+    # warm up: the clock starts once the worker has counted a first small scenario
+    warm_up = generate(ScenarioConfig(seed=8, duration_s=60, base_rate=20))
+    produce(warm_up, stack.kafka_bootstrap, factory.topic_prefix, compression=None)
+    while read(worker) < len(warm_up):
+        time.sleep(POLL_S)
     sent_at: list[float] = []  # time the producer had sent sent_counts[i] events
     sent_counts: list[int] = []
 
@@ -58,7 +64,7 @@ def measure(
         producer.start()
         deadline = time.perf_counter() + seconds * 3 + 30
         while time.perf_counter() < deadline:
-            count = read(worker)
+            count = read(worker) - len(warm_up)
             seen.append((time.perf_counter(), count))
             if count >= len(scenario):
                 break
