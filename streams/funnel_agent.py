@@ -51,7 +51,6 @@ class FunnelStage(BatchedStage):
         self.watermark_table = partitioned_table(app, "funnel-watermark", n)
         self.partitions: dict[int, FunnelPartition] = {}
         self.dedup_keys: dict[int, dict[int, list[str]]] = {}  # partition -> bucket -> keys
-        self.batch_seq = 0
         self.type_topic = {
             event_type: settings.input_topic(kind)
             for kind, types in TOPIC_TYPES.items()
@@ -112,8 +111,10 @@ class FunnelStage(BatchedStage):
     async def process(self, batch: Sequence[EventT]) -> None:
         """A message holds a JSON array of routed events or a stage-1 watermark report."""
         by_partition: dict[int, list[Any]] = defaultdict(list)
+        last_offset: dict[int, int] = {}
         for event in batch:
             by_partition[event.message.partition].append(orjson.loads(event.value))
+            last_offset[event.message.partition] = event.message.offset
         wall_ms = _wall_ms()
         for p, items in by_partition.items():
             state = self.partition_state(p)
@@ -128,6 +129,7 @@ class FunnelStage(BatchedStage):
                     events += len(item)
             with writing_to(p):
                 self._persist(p, state, outcome)
+                self._persist_dedup(p, state, last_offset[p])
                 closed = self._close(p, state)
             await self._send_stock_changes(outcome)
             if closed or state.watermark.closed_before_ms != closed_before:
@@ -143,14 +145,18 @@ class FunnelStage(BatchedStage):
                 self.windows_table[key] = orjson.dumps(aggregate.to_dict())
         for key, order in outcome.touched_orders.items():
             self.orders_table[key] = order.encode()
-        self.batch_seq += 1
-        keys = self.dedup_keys.setdefault(p, defaultdict(list))
-        for bucket, ids in state.dedup.take_added().items():
-            key = f"{p}|{bucket}|{self.batch_seq}"
-            self.dedup_table[key] = orjson.dumps(ids)
-            keys[bucket].append(key)
         if state.watermark.watermark_ms is not None:
             self.watermark_table[str(p)] = orjson.dumps(state.watermark.watermark_ms)
+
+    def _persist_dedup(self, p: int, state: FunnelPartition, batch_offset: int) -> None:
+        """The ids a batch added, under a key no other batch of the partition has: its last
+        offset (a worker-local counter would restart at 0 on the next owner and overwrite
+        the ids the previous owner stored)."""
+        keys = self.dedup_keys.setdefault(p, defaultdict(list))
+        for bucket, ids in state.dedup.take_added().items():
+            key = f"{p}|{bucket}|{batch_offset}"
+            self.dedup_table[key] = orjson.dumps(ids)
+            keys[bucket].append(key)
 
     def _close(self, p: int, state: FunnelPartition) -> list[tuple[WindowKey, WindowAggregate]]:
         closed = state.close_due()

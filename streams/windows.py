@@ -40,8 +40,15 @@ class Watermark:
     _max_changed_wall_ms: int = 0
 
     def report(self, marks: dict[str, Any], expected_inputs: int, wall_ms: int) -> None:
-        """Take a stage-1 report: {input: [max_ts | None, idle]} for its partitions."""
+        """Take a stage-1 report: {input: [max_ts | None, idle]} for its partitions.
+
+        An input's stream time never moves back: a stage-1 reader that took a partition over
+        (or restarted) and has read nothing new yet reports less than was read before.
+        """
         for name, (max_ts, idle) in marks.items():
+            known = self.inputs.get(name, (None, True))[0]
+            if known is not None and (max_ts is None or max_ts < known):
+                max_ts = known
             self.inputs[name] = (max_ts, bool(idle))
         self.expected_inputs = expected_inputs
         self.advance(wall_ms)
@@ -50,18 +57,20 @@ class Watermark:
         if len(self.inputs) < self.expected_inputs or not self.inputs:
             return
         read = [max_ts for max_ts, _ in self.inputs.values() if max_ts is not None]
-        max_read = max(read) if read else None
-        if max_read != self._max_read_ms:
-            self._max_read_ms, self._max_changed_wall_ms = max_read, wall_ms
+        if read and max(read) != self._max_read_ms:
+            self._max_read_ms, self._max_changed_wall_ms = max(read), wall_ms
         active = [max_ts for max_ts, idle in self.inputs.values() if not idle]
         if None in active:
             return  # an input that is not idle has not read any event time yet
         if active:
             candidate: int = min(active)  # type: ignore[type-var]
-        elif max_read is None:
-            return
         else:  # every input idle: follow the wall clock since the last new event time
-            candidate = max_read + wall_ms - self._max_changed_wall_ms
+            if self._max_read_ms is None:
+                if self.watermark_ms is None:
+                    return
+                # nothing read since this state was restored: go on from the watermark
+                self._max_read_ms, self._max_changed_wall_ms = self.watermark_ms, wall_ms
+            candidate = self._max_read_ms + wall_ms - self._max_changed_wall_ms
         if self.watermark_ms is None or candidate > self.watermark_ms:
             self.watermark_ms = candidate
 

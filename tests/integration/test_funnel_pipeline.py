@@ -7,34 +7,19 @@ events with duplicates, out-of-order and late events.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
 import orjson
 import pytest
 
 from simulator import KeyMode, ScenarioConfig, generate, produce
-from simulator.truth import WindowTruth
 from tests.support.kafka import consume
+from tests.support.windows import window_differences, window_id
 from tests.support.worker import WorkerFactory
 
 pytestmark = pytest.mark.integration
 
 WINDOW_MS = 10_000
 GRACE_MS = 3_000
-
-
-def assert_window_matches(record: dict[str, object], truth: WindowTruth) -> None:
-    key = (record["store_id"], record["channel"], record["window_start"])
-    assert record["counts"] == truth.counts, key
-    for stage, users in truth.users.items():
-        lower = record["users_lower"][stage]  # type: ignore[index]
-        upper = record["users_upper"][stage]  # type: ignore[index]
-        assert lower <= len(users) <= upper, (key, stage, lower, len(users), upper)
-    gmv = sum((Decimal(v) for v in record["gmv"].values()), Decimal(0))  # type: ignore[attr-defined]
-    assert gmv == truth.gmv, key
-    assert record["paid_orders"] == truth.paid_orders, key
-    assert record["payment_failed"] == truth.payment_failed, key
-    assert record["refund_requested"] == truth.refund_requested, key
 
 
 def test_closed_windows_equal_ground_truth_with_two_workers(workers: WorkerFactory) -> None:
@@ -70,12 +55,11 @@ def test_closed_windows_equal_ground_truth_with_two_workers(workers: WorkerFacto
         workers.stack.kafka_bootstrap, workers.output_topic("windows"), expected + 1, timeout_s=5
     )
     windows = [orjson.loads(r.value) for r in records]
-    keys = [(w["store_id"], w["channel"], w["window_start"]) for w in windows]
+    keys = [window_id(w) for w in windows]
     assert len(keys) == len(set(keys)), "a window was emitted more than once"
     assert set(keys) == set(truth.windows)
     for window in windows:
-        assert_window_matches(window, truth.windows[window["store_id"], window["channel"],
-                                                     window["window_start"]])  # fmt: skip
+        assert window_differences(window, truth.windows[window_id(window)]) == [], window_id(window)
 
     late = sum(_metric(w.metrics(), "salewatch_late_events_total") for w in (first, second))
     duplicates = sum(

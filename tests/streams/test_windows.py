@@ -56,3 +56,21 @@ def test_when_every_input_is_idle_the_wall_clock_moves_it() -> None:
     assert mark.watermark_ms == 114_000
     mark.report({"clicks:0": [100_000, False]}, 1, wall_ms=20_000)  # new data: no advance
     assert mark.watermark_ms == 114_000
+
+
+def test_a_restored_watermark_moves_on_when_every_input_is_idle_and_nothing_was_read() -> None:
+    mark = watermark()
+    mark.watermark_ms = 500_000  # restored from the table after a restart
+    mark.report({"clicks:0": [None, True], "orders:0": [None, True]}, 2, wall_ms=1_000)
+    mark.advance(wall_ms=4_000)
+    assert mark.watermark_ms == 503_000
+
+
+def test_a_reader_that_took_an_input_over_does_not_move_its_stream_time_back() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [200_000, False]}, 1, wall_ms=0)
+    mark.report({"clicks:0": [None, False]}, 1, wall_ms=0)  # the new reader read nothing yet
+    assert mark.inputs["clicks:0"] == (200_000, False)
+    mark.report({"clicks:0": [150_000, False]}, 1, wall_ms=0)
+    assert mark.inputs["clicks:0"] == (200_000, False)
+    assert mark.watermark_ms == 200_000

@@ -1,0 +1,95 @@
+"""Funnel windows when a worker is killed (SIGKILL) mid-run and a new one takes over.
+
+    python -m benchmarks.funnel_crash [--kill-at 0.25 0.5 0.75]
+
+The scenario of tests/integration/test_funnel_pipeline.py (random keys, duplicates, late and
+out-of-order events) is produced first; one worker (4 partitions) reads it and is killed
+once its funnel stage has processed the given share of the events; a new worker takes over
+(after the group's 60 s session timeout). Every final window on `salewatch.windows` is then
+compared with the ground truth: equal, different, missing, or emitted more than once.
+Prints one row per kill point. Needs the local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from benchmarks.pipeline_throughput import salewatch_processed
+from simulator import KeyMode, ScenarioConfig, generate, produce
+from simulator.scenario import Scenario
+from tests.support.kafka import consume
+from tests.support.stack import Stack, ensure_stack
+from tests.support.windows import window_differences, window_id
+from tests.support.worker import WorkerFactory
+
+WINDOW_MS, GRACE_MS = 10_000, 3_000
+SETTINGS = {"window_ms": WINDOW_MS, "grace_ms": GRACE_MS, "idle_ms": 2_000, "partitions": 4}
+
+
+def scenario() -> Scenario:
+    return generate(
+        ScenarioConfig(
+            seed=11, duration_s=600, base_rate=170, window_ms=WINDOW_MS, grace_ms=GRACE_MS,
+            key_mode=KeyMode.RANDOM, duplicate_rate=0.02, out_of_order_rate=0.1,
+            late_rate=0.003,
+        )
+    )  # fmt: skip
+
+
+def crash_run(stack: Stack, tmp: Path, run: Scenario, kill_at: float) -> dict[str, int]:
+    factory = WorkerFactory(stack, tmp / f"kill-{kill_at}")
+    factory.tmp.mkdir(parents=True)
+    try:
+        produce(run, stack.kafka_bootstrap, topic_prefix=factory.topic_prefix)
+        worker = factory.start(**SETTINGS)
+        while salewatch_processed(worker) < kill_at * len(run):
+            time.sleep(0.01)
+        worker.stop(signal.SIGKILL)
+        factory.start(wait_healthy=False, **SETTINGS)
+        expected = len(run.truth.windows)
+        topic = factory.output_topic("windows")
+        consume(stack.kafka_bootstrap, topic, expected, timeout_s=300)
+        time.sleep(3)  # anything emitted twice would arrive now
+        records = consume(stack.kafka_bootstrap, topic, 2 * expected, timeout_s=5)
+    finally:
+        factory.stop_all()
+    windows = [orjson.loads(record.value) for record in records]
+    emitted = Counter(window_id(window) for window in windows)
+    truth = run.truth.windows
+    last = {window_id(window): window for window in windows if window_id(window) in truth}
+    equal = sum(1 for wid, window in last.items() if not window_differences(window, truth[wid]))
+    return {
+        "expected": len(truth),
+        "equal": equal,
+        "different": len(last) - equal,
+        "missing": len(set(truth) - set(emitted)),
+        "unexpected": len(set(emitted) - set(truth)),
+        "emitted twice": sum(1 for n in emitted.values() if n > 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kill-at", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    args = parser.parse_args()
+    stack = ensure_stack()
+    run = scenario()
+    print(f"scenario: {len(run)} events, {len(run.truth.windows)} windows")
+    print("| killed after | windows | equal | different | missing | unexpected | emitted twice |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for kill_at in args.kill_at:
+            row = crash_run(stack, Path(tmp), run, kill_at)
+            print(f"| {kill_at:.0%} | " + " | ".join(str(n) for n in row.values()) + " |",
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
