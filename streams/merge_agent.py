@@ -113,8 +113,11 @@ class MergeStage(BatchedStage):
     async def _emit(self, key: WindowKey, aggregate: WindowAggregate) -> None:
         record = window_record(key, self.settings.window_ms, aggregate)
         store_id, channel, _ = key
-        await self.topics.windows.send(key=f"{store_id}|{channel}".encode(),
-                                       value=orjson.dumps(record))  # fmt: skip
+        # Queued behind this batch's table writes (the "already emitted" mark), in the same
+        # buffer: a direct send would overtake them, and a worker killed in between would
+        # emit the window again on restart.
+        self.topics.windows.send_soon(key=f"{store_id}|{channel}".encode(),
+                                      value=orjson.dumps(record))  # fmt: skip
         recent = self.recent[store_id, channel]
         recent.append(record)
         del recent[: -self.settings.recent_windows]
