@@ -1,7 +1,6 @@
 """Events/s of one salewatch worker, full pipeline, against a naive Faust baseline.
 
     python -m benchmarks.pipeline_throughput [--events 200000] [--batch 500]
-        [--ingest-processes 1]
 
 Generates a Double 11 scenario with the simulator, produces it twice to the local broker
 (batched messages, then one event per message), and times one worker from its first to its
@@ -61,8 +60,6 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="events per batched message")
     parser.add_argument("--naive-events", type=int, default=20_000,
                         help="events for the (slow) naive baseline")  # fmt: skip
-    parser.add_argument("--ingest-processes", type=int, default=1,
-                        help="SALEWATCH_INGEST_PROCESSES of the salewatch worker")  # fmt: skip
     args = parser.parse_args()
 
     stack = ensure_stack()
@@ -85,9 +82,7 @@ def main() -> None:
                 factory.tmp.mkdir(parents=True)
                 produce(scenario_used, stack.kafka_bootstrap, factory.topic_prefix,
                         max_events=per_message)  # fmt: skip
-                ours = module == "streams"
-                settings = {"ingest_processes": args.ingest_processes} if ours else {}
-                worker = factory.start(module=module, **settings)
+                worker = factory.start(module=module)
                 try:
                     seconds = time_worker(worker, read, len(scenario_used), timeout_s=600)
                 finally:

@@ -1,10 +1,9 @@
 """The worker's side of stage 1: start its process, serve it, restart it if it dies.
 
-Stage 1 runs in processes of its own (streams/ingest_process.py; one by default,
-`SALEWATCH_INGEST_PROCESSES`) so that validation and routing get cores beside stages 2
-and 3. The worker owns the metrics, so it applies what the processes counted, and it
-answers their questions about input stream time from what stage 2 heard. /health is
-unhealthy while one of them is not running.
+Stage 1 runs in a process of its own (streams/ingest_process.py) so that validation and
+routing get a core beside stages 2 and 3. The worker owns the metrics, so it applies what
+the process counted, and it answers the process's questions about input stream time from
+what stage 2 heard. /health is unhealthy while the process is not running.
 """
 
 from __future__ import annotations
@@ -64,9 +63,9 @@ class IngestServer:
 
 
 async def supervise(
-    settings: Settings, server: IngestServer, status: WorkerStatus, index: int, log_level: int
+    settings: Settings, server: IngestServer, status: WorkerStatus, log_level: int
 ) -> None:
-    """Run stage-1 process `index` until cancelled; restart it whenever it ends."""
+    """Run the stage-1 process until cancelled; restart it whenever it ends."""
     context = multiprocessing.get_context("spawn")  # fork is unsafe with threads running
     loop = asyncio.get_running_loop()
     while True:
@@ -74,19 +73,19 @@ async def supervise(
         process = context.Process(
             target=ingest_process.main,
             args=(settings, theirs, log_level),
-            name=f"salewatch-ingest-{index}",
+            name="salewatch-ingest",
             daemon=True,
         )
         process.start()
         theirs.close()
         loop.add_reader(ours.fileno(), server.handle, ours)
-        status.ingest_running.add(index)
+        status.ingest_running = True
         try:
             while process.is_alive():
                 await asyncio.sleep(0.2)
             log.error("ingest process exited with %s; restarting", process.exitcode)
         finally:
-            status.ingest_running.discard(index)
+            status.ingest_running = False
             loop.remove_reader(ours.fileno())
             ours.close()  # a process still running sees the pipe closed and stops
             await _stopped(process)
@@ -119,8 +118,4 @@ def register(
     @app.task
     async def ingest() -> None:
         await topics.create_outputs()  # before the process produces to them
-        level = logging.getLogger().getEffectiveLevel()
-        status.ingest_processes = settings.ingest_processes
-        # the processes share the stage-1 consumer group: Kafka splits the inputs
-        processes = range(settings.ingest_processes)
-        await asyncio.gather(*(supervise(settings, server, status, i, level) for i in processes))
+        await supervise(settings, server, status, logging.getLogger().getEffectiveLevel())

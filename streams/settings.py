@@ -68,9 +68,6 @@ class Settings(BaseSettings):
     # the hot path: messages taken per batch and the longest wait for a batch to fill
     batch_max_messages: int = Field(2_000, ge=1, le=100_000)
     batch_within_ms: PositiveMs = 50
-    ingest_processes: int = Field(
-        1, ge=1, le=64, description="stage-1 processes per worker; they split the inputs"
-    )
 
     # bounded metric labels: values past the cap are reported as `other`
     max_store_labels: int = Field(500, ge=1)

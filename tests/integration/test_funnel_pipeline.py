@@ -43,7 +43,7 @@ def test_closed_windows_equal_ground_truth_with_two_workers(workers: WorkerFacto
     # Produced before the workers start: the replay runs 30x faster than the event time it
     # covers, the hardest case for event-time order across topics and workers.
     produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
-    first = workers.start(ingest_processes=2, **settings)  # three stage-1 readers in all
+    first = workers.start(**settings)
     second = workers.start(**settings)
 
     expected = len(truth.windows)
