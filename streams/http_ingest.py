@@ -33,7 +33,7 @@ from streams.decoding import MessageDecoder, Rejection, RejectReason
 from streams.events import TopicKind
 from streams.ingest import encode_chunks
 from streams.metrics import Metrics
-from streams.routing import normalise
+from streams.routing import fields_of
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -91,7 +91,7 @@ class HttpIngestor:
             ],
         )
         if decoded.events:
-            answer.batches = list(encode_chunks([normalise(event) for event in decoded.events]))
+            answer.batches = list(encode_chunks([fields_of(event) for event in decoded.events]))
             stores = {event.store_id for event in decoded.events}
             answer.key = stores.pop().encode() if len(stores) == 1 else None
         reasons = Counter(r.reason.value for r in decoded.rejections)
