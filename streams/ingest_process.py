@@ -80,6 +80,7 @@ class InputProgress:
         self._consumer = consumer
         self._idle_s = idle_ms / 1000
         self._last_read: dict[str, float] = {}  # monotonic time records last came, by input
+        self._asked: set[str] = set()  # inputs the worker was asked about, once each
         self.max_ts: dict[str, int] = {}
 
     def observe(self, result: IngestResult, inputs_read: Iterable[TopicPartition]) -> None:
@@ -92,10 +93,12 @@ class InputProgress:
 
     def stream_time(self, ask: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
         """Stream time of every assigned input; one just taken over from another worker
-        starts where that worker's last report left it (as stage 2 heard it)."""
+        starts where that worker's last report left it (as stage 2 heard it). Asked once per
+        input: one the worker knows nothing of would otherwise cost a round trip per batch."""
         assigned = (f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment())
-        unknown = [name for name in assigned if name not in self.max_ts]
+        unknown = [n for n in assigned if n not in self.max_ts and n not in self._asked]
         if unknown:
+            self._asked.update(unknown)
             self.max_ts.update(ask(unknown))
         return self.max_ts
 
