@@ -4,6 +4,12 @@ Counts and sums add; unique users are Apache DataSketches HLL sketches, which me
 as if one sketch had seen every user (lg_k=12: relative standard error 1.6%, so the true
 count lies within the reported 3-sigma bounds `users_lower`/`users_upper` 99.7% of the time;
 below a few hundred users the sketch is exact).
+
+The `order` and `pay` stages of an open window are kept as candidates per order: the
+order's earliest `order_created` / `order_paid` by (ts, event_id) counts, and a still
+earlier one may yet arrive and move it to another open window. HLL sketches cannot forget a
+user, so candidates are folded into counts, users and GMV only when the window closes
+(`fold`), when no earlier event can reach it any more.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class WindowAggregate:
     paid_orders: int = 0
     payment_failed: int = 0
     refund_requested: int = 0
+    # open window only: order_id -> user_id, and order_id -> [user_id, amount, currency]
+    order_candidates: dict[str, str | None] = field(default_factory=dict)
+    pay_candidates: dict[str, list[Any]] = field(default_factory=dict)
 
     def add_stage(self, stage: str, user_id: str | None) -> None:
         self.counts[stage] += 1
@@ -47,6 +56,24 @@ class WindowAggregate:
     def add_payment(self, amount: Decimal, currency: str) -> None:
         self.paid_orders += 1
         self.gmv[currency] = self.gmv.get(currency, Decimal(0)) + amount
+
+    def fold(self) -> None:
+        """Count the order and pay candidates (the window is closing)."""
+        for user_id in self.order_candidates.values():
+            self.add_stage("order", user_id)
+        for user_id, amount, currency in self.pay_candidates.values():
+            self.add_stage("pay", user_id)
+            self.add_payment(Decimal(amount), currency)
+        self.order_candidates, self.pay_candidates = {}, {}
+
+    def is_empty(self) -> bool:
+        return not (
+            any(self.counts.values())
+            or self.payment_failed
+            or self.refund_requested
+            or self.order_candidates
+            or self.pay_candidates
+        )
 
     def merge(self, other: WindowAggregate) -> None:
         for stage, n in other.counts.items():
@@ -62,6 +89,8 @@ class WindowAggregate:
         self.paid_orders += other.paid_orders
         self.payment_failed += other.payment_failed
         self.refund_requested += other.refund_requested
+        self.order_candidates.update(other.order_candidates)
+        self.pay_candidates.update(other.pay_candidates)
 
     def unique_users(self, stage: str) -> tuple[int, int, int]:
         """(estimate, lower, upper) unique users of a stage, bounds at 3 sigma."""
@@ -86,6 +115,8 @@ class WindowAggregate:
             "paid_orders": self.paid_orders,
             "payment_failed": self.payment_failed,
             "refund_requested": self.refund_requested,
+            "order_candidates": self.order_candidates,
+            "pay_candidates": self.pay_candidates,
         }
 
     @classmethod
@@ -100,4 +131,6 @@ class WindowAggregate:
             paid_orders=data["paid_orders"],
             payment_failed=data["payment_failed"],
             refund_requested=data["refund_requested"],
+            order_candidates=data["order_candidates"],
+            pay_candidates=data["pay_candidates"],
         )

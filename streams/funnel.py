@@ -9,18 +9,19 @@ the watermark, to stage 3 (streams/merge.py).
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
 from streams.aggregates import WindowAggregate
-from streams.dedup import Deduplicator
-from streams.orders import OrderState, apply_order_event
+from streams.dedup import Admission, Deduplicator
+from streams.orders import Candidate, OrderState, apply_order_event
 from streams.stock_changes import StockChange, from_inventory_event, from_order_move
 from streams.windows import Watermark, window_start
 
-__all__ = ["BatchOutcome", "FunnelPartition", "OrderStore", "WindowKey"]
+__all__ = ["BatchOutcome", "FunnelPartition", "OrderStore", "Outcome", "WindowKey"]
 
 WindowKey = tuple[str, str, int]  # store_id, channel, window start (ms)
 
@@ -36,6 +37,15 @@ class OrderStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
 
+class Outcome(enum.StrEnum):
+    """Where a valid event ends (each in exactly one: the conservation accounting)."""
+
+    COUNTED = "counted"  # in a window
+    LATE = "late"  # its window had closed: in none
+    DUPLICATE = "duplicate"  # its event_id was already admitted
+    IGNORED = "ignored"  # on time, but no window counts it (cart_remove, stock, a repeat ...)
+
+
 @dataclass
 class BatchOutcome:
     """What one batch of one partition changed, for the agent to persist, send and count."""
@@ -46,8 +56,10 @@ class BatchOutcome:
     funnel: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     gmv: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     paid_orders: Counter[tuple[str, str]] = field(default_factory=Counter)
-    duplicates: Counter[str] = field(default_factory=Counter)  # by event type
-    late: Counter[str] = field(default_factory=Counter)  # by event type
+    outcomes: Counter[tuple[str, Outcome]] = field(default_factory=Counter)  # by event type
+
+    def count(self, event_type: str, outcome: Outcome) -> None:
+        self.outcomes[event_type, outcome] += 1
 
 
 class FunnelPartition:
@@ -67,40 +79,42 @@ class FunnelPartition:
         out = out if out is not None else BatchOutcome()
         is_late = self.watermark.is_late
         for event in events:
-            ts_ms = event["ts"]
-            if self.dedup.seen(event["event_id"], ts_ms):
-                out.duplicates[event["type"]] += 1
+            # Lateness before dedup: a late copy must not make its on-time original a
+            # duplicate. Late in its own input partition (stage 1), or its window is
+            # already closed here.
+            late = event.get("late", False) or is_late(event["ts"])
+            if self.dedup.admit(event["event_id"], event["ts"], late=late) is Admission.DUPLICATE:
+                out.count(event["type"], Outcome.DUPLICATE)
                 continue
-            # late in its own input partition (stage 1), or its window is already closed here
-            late = event.get("late", False) or is_late(ts_ms)
-            if late:
-                out.late[event["type"]] += 1
-            self._apply_one(event, late, orders, out)
+            outcome = self._apply_one(event, late, orders, out)
+            out.count(event["type"], Outcome.LATE if late else outcome)
         return out
 
     def _apply_one(
         self, event: dict[str, Any], late: bool, orders: OrderStore, out: BatchOutcome
-    ) -> None:
+    ) -> Outcome:
+        """Apply a new event; returns its outcome were it on time."""
         event_type = event["type"]
         stage = _STAGE_OF_TYPE.get(event_type)
         if stage is not None:
             if not late:
                 self._window(event, out).add_stage(stage, event.get("user_id"))
                 out.funnel[event["store_id"], event["channel"], stage] += 1
-            return
+            return Outcome.COUNTED
         if event_type in _ORDER_TYPES:
-            self._apply_order(event, late, orders, out)
-            return
-        if event_type == "refund_requested" and not late:
-            self._window(event, out).refund_requested += 1
-            return
+            return self._apply_order(event, late, orders, out)
+        if event_type == "refund_requested":
+            if not late:
+                self._window(event, out).refund_requested += 1
+            return Outcome.COUNTED
         change = from_inventory_event(event)
         if change is not None:
             out.stock_changes.append(change)
+        return Outcome.IGNORED
 
     def _apply_order(
         self, event: dict[str, Any], late: bool, orders: OrderStore, out: BatchOutcome
-    ) -> None:
+    ) -> Outcome:
         store_id = event["store_id"]
         key = f"{store_id}|{event['order_id']}"
         state = out.touched_orders.get(key)
@@ -108,25 +122,58 @@ class FunnelPartition:
             raw = orders.get(key)
             state = OrderState.decode(raw) if raw is not None else OrderState()
             out.touched_orders[key] = state
-        outcome = apply_order_event(state, event)
-        out.stock_changes.extend(from_order_move(store_id, move) for move in outcome.stock_moves)
+        moves = apply_order_event(state, event)
+        out.stock_changes.extend(from_order_move(store_id, move) for move in moves)
         if late:
-            return
-        channel = event["channel"]
-        if outcome.first_created:
-            self._window(event, out).add_stage("order", event["user_id"])
-            out.funnel[store_id, channel, "order"] += 1
-        elif outcome.first_paid:
-            window = self._window(event, out)
-            window.add_stage("pay", event["user_id"])
-            amount, currency = Decimal(event["amount"]), event["currency"]
-            window.add_payment(amount, currency)
-            out.funnel[store_id, channel, "pay"] += 1
-            out.paid_orders[store_id, channel] += 1
-            gmv_key = (store_id, channel, currency)
-            out.gmv[gmv_key] = out.gmv.get(gmv_key, Decimal(0)) + amount
-        elif event["type"] == "payment_failed":
+            return Outcome.LATE
+        event_type = event["type"]
+        if event_type == "payment_failed":
             self._window(event, out).payment_failed += 1
+            return Outcome.COUNTED
+        if event_type == "order_created":
+            first, state.created_by = self._candidate(state.created_by, event, "order", out)
+        elif event_type == "order_paid":
+            first, state.paid_by = self._candidate(state.paid_by, event, "pay", out)
+        else:
+            return Outcome.IGNORED
+        return Outcome.COUNTED if first else Outcome.IGNORED
+
+    def _candidate(
+        self, counted: Candidate | None, event: dict[str, Any], stage: str, out: BatchOutcome
+    ) -> tuple[bool, Candidate | None]:
+        """Make an on-time order_created / order_paid the order's candidate for `stage` if
+        it is earlier (ts, event_id) than the one counted so far, moving the order out of
+        that one's window (still open: windows close in start order and this one is open).
+
+        Returns whether it is the order's first on-time event of the kind (the live
+        counters count it then, so that they move at once) and the candidate now counted.
+        """
+        ts_ms, event_id, channel = event["ts"], event["event_id"], event["channel"]
+        if counted is not None and (counted[0], counted[1]) <= (ts_ms, event_id):
+            return False, counted
+        order_id, store_id = event["order_id"], event["store_id"]
+        if counted is not None:
+            old_key = (store_id, counted[2], window_start(counted[0], self.window_ms))
+            old = self.windows.get(old_key)
+            if old is None:  # closed after all: the counted one stays
+                return False, counted
+            candidates = old.order_candidates if stage == "order" else old.pay_candidates
+            candidates.pop(order_id, None)
+            out.touched_windows.add(old_key)
+        window = self._window(event, out)
+        user_id = event.get("user_id")
+        if stage == "order":
+            window.order_candidates[order_id] = user_id
+        else:
+            amount, currency = event["amount"], event["currency"]
+            window.pay_candidates[order_id] = [user_id, str(amount), currency]
+        if counted is None:
+            out.funnel[store_id, channel, stage] += 1
+            if stage == "pay":
+                out.paid_orders[store_id, channel] += 1
+                gmv_key = (store_id, channel, currency)
+                out.gmv[gmv_key] = out.gmv.get(gmv_key, Decimal(0)) + Decimal(amount)
+        return counted is None, [ts_ms, event_id, channel]
 
     def _window(self, event: dict[str, Any], out: BatchOutcome) -> WindowAggregate:
         key = (event["store_id"], event["channel"], window_start(event["ts"], self.window_ms))
@@ -141,5 +188,9 @@ class FunnelPartition:
         closed_before = self.watermark.closed_before_ms
         if closed_before is None:
             return []
-        due = [key for key in self.windows if key[2] < closed_before]
-        return [(key, self.windows.pop(key)) for key in sorted(due, key=lambda k: k[2])]
+        due = sorted((key for key in self.windows if key[2] < closed_before), key=lambda k: k[2])
+        closed = [(key, self.windows.pop(key)) for key in due]
+        for _, aggregate in closed:
+            aggregate.fold()
+        # a window left with nothing (its only order moved to an earlier window) is no result
+        return [(key, aggregate) for key, aggregate in closed if not aggregate.is_empty()]

@@ -18,7 +18,7 @@ from faust.types import EventT
 
 from streams.aggregates import WindowAggregate
 from streams.events import TOPIC_TYPES
-from streams.funnel import BatchOutcome, FunnelPartition, WindowKey
+from streams.funnel import BatchOutcome, FunnelPartition, Outcome, WindowKey
 from streams.merge import merge_partition
 from streams.metrics import Metrics
 from streams.routing import partition_for
@@ -102,7 +102,8 @@ class FunnelStage(BatchedStage):
         for key, raw in list(self.dedup_table.items()):
             if key.startswith(prefix):
                 bucket = int(key.split("|")[1])
-                state.dedup.restore(bucket, orjson.loads(raw))
+                on_time, late = orjson.loads(raw)
+                state.dedup.restore(bucket, on_time, late)
                 buckets[bucket].append(key)
         self.dedup_keys[p] = buckets
         return state
@@ -135,6 +136,7 @@ class FunnelStage(BatchedStage):
             if closed or state.watermark.closed_before_ms != closed_before:
                 await self._send_partials(p, state, closed)
             self._count(outcome)
+            self._check_accounted(p, events, outcome)
             self.metrics.processed.labels("funnel").inc(events)
 
     def _persist(self, p: int, state: FunnelPartition, outcome: BatchOutcome) -> None:
@@ -153,9 +155,9 @@ class FunnelStage(BatchedStage):
         offset (a worker-local counter would restart at 0 on the next owner and overwrite
         the ids the previous owner stored)."""
         keys = self.dedup_keys.setdefault(p, defaultdict(list))
-        for bucket, ids in state.dedup.take_added().items():
+        for bucket, (on_time, late) in state.dedup.take_added().items():
             key = f"{p}|{bucket}|{batch_offset}"
-            self.dedup_table[key] = orjson.dumps(ids)
+            self.dedup_table[key] = orjson.dumps([on_time, late])
             keys[bucket].append(key)
 
     def _close(self, p: int, state: FunnelPartition) -> list[tuple[WindowKey, WindowAggregate]]:
@@ -207,15 +209,29 @@ class FunnelStage(BatchedStage):
             m.gmv.labels(store(store_id), channel(ch), currency).inc(float(amount))
         for (store_id, ch), n in outcome.paid_orders.items():
             m.paid_orders.labels(store(store_id), channel(ch)).inc(n)
-        for event_type, n in outcome.duplicates.items():
-            m.duplicates.labels(self.type_topic[event_type]).inc(n)
-        for event_type, n in outcome.late.items():
-            m.late_events.labels(self.type_topic[event_type]).inc(n)
+        for (event_type, result), n in outcome.outcomes.items():
+            topic = self.type_topic[event_type]
+            m.event_outcomes.labels(topic, result.value).inc(n)
+            if result is Outcome.DUPLICATE:
+                m.duplicates.labels(topic).inc(n)
+            elif result is Outcome.LATE:
+                m.late_events.labels(topic).inc(n)
+
+    def _check_accounted(self, p: int, events: int, outcome: BatchOutcome) -> None:
+        """Every event of the batch must have ended in exactly one outcome."""
+        missing = events - sum(outcome.outcomes.values())
+        if missing:
+            log.error("funnel partition %d: %d events of a batch without an outcome", p, missing)
+            self.metrics.unaccounted.labels("funnel").inc(abs(missing))
 
     # --- the clock tick: quiet inputs advance by the wall clock; stage 3 hears from all --
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
+        async with self.lock:
+            await self._tick()
+
+    async def _tick(self) -> None:
         events_topic = self.topics.events.get_topic_name()
         wall_ms = _wall_ms()
         watermark = self.watermark_ms()

@@ -29,6 +29,8 @@ def open_windows(funnel: FunnelStage, store_id: str, channel: str) -> list[dict[
             if store == store_id and ch == channel:
                 merged.setdefault(start, WindowAggregate()).merge(aggregate)
     window_ms = funnel.settings.window_ms
+    for aggregate in merged.values():
+        aggregate.fold()  # a copy: the order and pay candidates so far count here
     return [
         window_record((store_id, channel, start), window_ms, merged[start])
         for start in sorted(merged)

@@ -2,9 +2,12 @@
 
 A window is final once every stage-2 partition has closed it (each reports the start
 before which its windows are closed, after the partials it closed). Each final window is
-emitted once: a partial that arrives for a window already emitted can only be a replay
-(stage 2 re-sending after a rebalance; no source closes a window after reporting it
-closed), so it is dropped, never merged into a second result.
+emitted once: a partial that arrives for a window already emitted is dropped, never merged
+into a second result. Normally that is a replay (stage 2 re-sending after a crash) of a
+partial already merged. One from a source that had not contributed to the window would be
+events lost (stage 2 reported the window closed before sending its partial): that is
+checked at runtime for recently emitted windows and reported as `missed`, never dropped
+in silence.
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ class MergePartition:
     pending: dict[WindowKey, dict[int, dict[str, Any]]] = field(default_factory=dict)
     closed_before: dict[int, int | None] = field(default_factory=dict)  # by source partition
     final_before: int | None = None
+    # recently emitted windows -> the sources merged into them (in memory: the runtime check)
+    keep_emitted_ms: int = 15 * 60_000
+    emitted: dict[WindowKey, set[int]] = field(default_factory=dict)
+    # partials that came after their window was emitted, from a source not merged into it:
+    # (window, source, events in the partial); the agent drains and reports them
+    missed: list[tuple[WindowKey, int, int]] = field(default_factory=list)
 
     def add(self, message: dict[str, Any]) -> set[WindowKey]:
         """Take one stage-2 message; returns the windows touched."""
@@ -45,7 +54,10 @@ class MergePartition:
         for partial in message["partials"]:
             key = (partial["store_id"], partial["channel"], partial["window_start"])
             if self.final_before is not None and key[2] < self.final_before:
-                continue  # a replay of a window already emitted
+                merged = self.emitted.get(key)
+                if merged is not None and source not in merged:
+                    self.missed.append((key, source, _events_in(partial["agg"])))
+                continue
             self.pending.setdefault(key, {})[source] = partial["agg"]
             touched.add(key)
         self.closed_before[source] = message["closed_before"]
@@ -66,11 +78,23 @@ class MergePartition:
         due = sorted((key for key in self.pending if key[2] < frontier), key=lambda k: k[2])
         final = []
         for key in due:
+            partials = self.pending.pop(key)
             merged = WindowAggregate()
-            for partial in self.pending.pop(key).values():
+            for partial in partials.values():
                 merged.merge(WindowAggregate.from_dict(partial))
             final.append((key, merged))
+            self.emitted[key] = set(partials)
+        forget_before = frontier - self.keep_emitted_ms
+        for key in [key for key in self.emitted if key[2] < forget_before]:
+            del self.emitted[key]
         return final
+
+
+def _events_in(partial: dict[str, Any]) -> int:
+    """Events a closed partial counted (funnel stages, failed payments, refund requests)."""
+    return int(
+        sum(partial["counts"].values()) + partial["payment_failed"] + partial["refund_requested"]
+    )
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -21,6 +22,8 @@ from streams.state import partitioned_table, writing_to
 from streams.topics import Topics
 
 __all__ = ["FrontierListener", "MergeStage", "WindowListener"]
+
+log = logging.getLogger(__name__)
 
 # called with each final window record, once
 WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
@@ -56,7 +59,7 @@ class MergeStage(BatchedStage):
 
     def _load(self, q: int) -> MergePartition:
         n = self.settings.partitions
-        state = MergePartition(q, n)
+        state = MergePartition(q, n, keep_emitted_ms=self.settings.dedup_horizon_ms)
         raw = self.watermark_table.get(str(q))
         if raw is not None:
             saved = orjson.loads(raw)
@@ -81,6 +84,7 @@ class MergeStage(BatchedStage):
             touched: set[WindowKey] = set()
             for message in messages:
                 touched |= state.add(message)
+            self._report_missed(state)
             final = state.finalize()
             with writing_to(q):
                 self._persist(state, touched, final)
@@ -89,6 +93,16 @@ class MergeStage(BatchedStage):
             if state.final_before is not None and state.final_before != frontier_before:
                 for frontier_listener in self.frontier_listeners:
                     await frontier_listener(q, state.final_before)
+
+    def _report_missed(self, state: MergePartition) -> None:
+        for (store_id, channel, start), source, events in state.missed:
+            log.error(
+                "merge partition %d: partial of window %s|%s|%d from funnel partition %d came "
+                "after the window was emitted without it: %d events unaccounted",
+                state.partition, store_id, channel, start, source, events,
+            )  # fmt: skip
+            self.metrics.unaccounted.labels("merge").inc(events)
+        state.missed.clear()
 
     def _persist(
         self,

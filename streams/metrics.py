@@ -82,6 +82,20 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.event_outcomes = Counter(
+            "salewatch_event_outcomes",
+            "Valid events by where they ended: counted (in a window), late, duplicate or "
+            "ignored (on time, but no window counts them); per topic these add up to "
+            "salewatch_events_total once processed",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.unaccounted = Counter(
+            "salewatch_unaccounted_events",
+            "Events a stage's runtime check found counted nowhere (a bug: see the runbook)",
+            ["stage"],
+            registry=r,
+        )
         self.last_event = Gauge(
             "salewatch_last_event_timestamp_seconds",
             "Wall-clock time the last valid event of a topic was read",
@@ -102,6 +116,13 @@ class Metrics:
         self.consumer_lag = Gauge(
             "salewatch_consumer_lag_messages",
             "Messages behind the end of the input topic, summed over this worker's partitions",
+            ["topic"],
+            registry=r,
+        )
+        self.produce_errors = Counter(
+            "salewatch_produce_errors",
+            "Stage-1 sends Kafka refused or did not acknowledge, by output topic (the input "
+            "behind them is not committed but read again)",
             ["topic"],
             registry=r,
         )

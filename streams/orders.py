@@ -1,6 +1,11 @@
-"""The order state machine (CONTRACT.md §3): per order, in any arrival order and however
+"""The order state machine (docs/contract.md): per order, in any arrival order and however
 often events repeat, the order counts once, pays once (GMV once), holds stock once and
 releases it once.
+
+Which `order_created` / `order_paid` counts in the funnel is decided by event time, not by
+arrival: the earliest by (ts, event_id) of those on time. `OrderState` remembers the one
+counted so far (`created_by`, `paid_by`); the funnel (streams/funnel.py) moves the order to
+an earlier candidate's window while both windows are open.
 """
 
 from __future__ import annotations
@@ -11,13 +16,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["OrderFlag", "OrderState", "StockMove", "apply_order_event"]
+__all__ = ["Candidate", "OrderFlag", "OrderState", "StockMove", "apply_order_event"]
 
 
 class OrderFlag(enum.IntFlag):
     NEW = 0
     CREATED = 1
-    PAID = 2
     CANCELLED = 4
 
 
@@ -31,27 +35,28 @@ class StockMove:
     ts_ms: int
 
 
+# The event an order counts by in a funnel stage: [ts, event_id, channel]
+Candidate = list[Any]
+
+
 @dataclass
 class OrderState:
     flags: OrderFlag = OrderFlag.NEW
     # Kept only while a cancellation waits for its order_created (arrived out of order).
     cancel_ts_ms: int | None = None
     cancel_lines: list[list[Any]] = field(default_factory=list)
+    created_by: Candidate | None = None
+    paid_by: Candidate | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps([int(self.flags), self.cancel_ts_ms, self.cancel_lines])
+        return orjson.dumps(
+            [int(self.flags), self.cancel_ts_ms, self.cancel_lines, self.created_by, self.paid_by]
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> OrderState:
-        flags, cancel_ts_ms, cancel_lines = orjson.loads(raw)
-        return cls(OrderFlag(flags), cancel_ts_ms, cancel_lines)
-
-
-@dataclass(frozen=True, slots=True)
-class OrderOutcome:
-    first_created: bool = False
-    first_paid: bool = False
-    stock_moves: tuple[StockMove, ...] = ()
+        flags, cancel_ts_ms, cancel_lines, created_by, paid_by = orjson.loads(raw)
+        return cls(OrderFlag(flags), cancel_ts_ms, cancel_lines, created_by, paid_by)
 
 
 def _qty_by_sku(lines: list[Any]) -> dict[str, int]:
@@ -70,8 +75,10 @@ def _moves(order_id: str, kind: str, lines: list[Any], sign: int, ts_ms: int) ->
     ]
 
 
-def apply_order_event(state: OrderState, event: dict[str, Any]) -> OrderOutcome:
-    """Advance the state with one (deduplicated) order event; returns what it causes."""
+def apply_order_event(state: OrderState, event: dict[str, Any]) -> list[StockMove]:
+    """Advance the state's stock flags with one (deduplicated) order event; returns the
+    stock moves it causes (a hold at the first order_created, a release at the first
+    order_cancelled of a created order)."""
     event_type = event["type"]
     order_id = event["order_id"]
     ts_ms = event["ts"]
@@ -83,16 +90,11 @@ def apply_order_event(state: OrderState, event: dict[str, Any]) -> OrderOutcome:
             assert state.cancel_ts_ms is not None
             moves += _moves(order_id, "release", state.cancel_lines, +1, state.cancel_ts_ms)
             state.cancel_ts_ms, state.cancel_lines = None, []
-        return OrderOutcome(first_created=True, stock_moves=tuple(moves))
-    if event_type == "order_paid" and not state.flags & OrderFlag.PAID:
-        state.flags |= OrderFlag.PAID
-        return OrderOutcome(first_paid=True)
+        return moves
     if event_type == "order_cancelled" and not state.flags & OrderFlag.CANCELLED:
         state.flags |= OrderFlag.CANCELLED
         if state.flags & OrderFlag.CREATED:
-            return OrderOutcome(
-                stock_moves=tuple(_moves(order_id, "release", event["lines"], +1, ts_ms))
-            )
+            return _moves(order_id, "release", event["lines"], +1, ts_ms)
         state.cancel_ts_ms = ts_ms
         state.cancel_lines = [[sku, qty] for sku, qty in _qty_by_sku(event["lines"]).items()]
-    return OrderOutcome()
+    return []
