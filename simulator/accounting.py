@@ -1,21 +1,40 @@
-"""Ground truth by construction: account for every delivery as the semantics define."""
+"""Ground truth by construction: account for every delivery as the semantics define.
+
+Each delivery ends in exactly one outcome (OUTCOMES), in delivery order:
+- late: the largest ts delivered before it is at or past its window's end + grace, and its
+  event_id was not seen before (it is then remembered as seen late);
+- duplicate: late with an event_id already seen (on time or late), or on time with an
+  event_id already seen ON TIME (a late copy never makes its on-time original a duplicate);
+- counted: on time and it counts in a window (impression, click, cart_add,
+  payment_failed, refund_requested; the order_created / order_paid that wins its order);
+- ignored: on time and valid but counted in no window (cart_remove, order_cancelled,
+  refund_completed, return_received, complaint, inventory events, and the order_created /
+  order_paid that lose their order).
+Of each order's on-time, non-duplicate order_created events the one with the smallest
+(ts, event_id) counts for the `order` stage; likewise order_paid for `pay`, paid orders and
+GMV; each in its own window with its own user_id, whatever the arrival order.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from simulator.config import ScenarioConfig
 from simulator.delivery import Scheduled
-from simulator.topics import TOPICS
-from simulator.truth import GroundTruth, WindowKey, WindowTruth
+from simulator.topics import ORDERS, TOPICS
+from simulator.truth import OUTCOMES, GroundTruth, WindowKey, WindowTruth
 
 __all__ = ["account"]
 
 _STAGE_OF = {"impression": "impression", "click": "click", "cart_add": "cart"}
+_INVENTORY_TYPES = frozenset(("stock_snapshot", "restock", "stock_adjust"))
+# candidate of an order: (ts, event_id, window key, event)
+_Candidate = tuple[int, str, WindowKey, dict[str, Any]]
 
 
 def account(deliveries: list[Scheduled], config: ScenarioConfig) -> GroundTruth:
-    """Windows, late events and duplicates of the deliveries, in delivery order."""
+    """Windows, outcomes, late events and duplicates of the deliveries, in delivery order."""
     truth = GroundTruth(
         start_ms=config.start_ms,
         end_ms=config.end_ms,
@@ -27,38 +46,37 @@ def account(deliveries: list[Scheduled], config: ScenarioConfig) -> GroundTruth:
     window_ms = config.window_ms
     close_after = window_ms + config.grace_ms  # window end + grace, from the window start
     windows: dict[WindowKey, WindowTruth] = {}
-    seen: set[str] = set()
-    created: set[str] = set()
-    paid: set[str] = set()
+    seen_on_time: set[str] = set()
+    seen_late: set[str] = set()
+    created: dict[str, _Candidate] = {}  # order_id -> smallest (ts, event_id) so far
+    paid: dict[str, _Candidate] = {}
     late = truth.late_event_ids
     by_topic = dict.fromkeys(TOPICS, 0)
     by_type: dict[str, int] = {}
-    duplicates = dict.fromkeys(TOPICS, 0)
-    late_by_topic = dict.fromkeys(TOPICS, 0)
+    outcomes = {topic: dict.fromkeys(OUTCOMES, 0) for topic in TOPICS}
+    candidates = 0  # on-time, non-duplicate order_created / order_paid
     stream_ms = -1
     for _at, ts, topic_index, _key, event, _copy, _late in deliveries:
         event_id = event["event_id"]
         topic = TOPICS[topic_index]
-        if event_id in seen:
-            duplicates[topic] += 1
-            stream_ms = max(stream_ms, ts)
+        start = ts - ts % window_ms
+        is_late = stream_ms >= start + close_after
+        if ts > stream_ms:
+            stream_ms = ts
+        if event_id in seen_on_time or (is_late and event_id in seen_late):
+            outcomes[topic]["duplicate"] += 1
             continue
-        seen.add(event_id)
         kind = event["type"]
         by_topic[topic] += 1
         by_type[kind] = by_type.get(kind, 0) + 1
-        start = ts - ts % window_ms
-        if stream_ms >= start + close_after:
+        if is_late:
+            seen_late.add(event_id)
             late.add(event_id)
-            late_by_topic[topic] += 1
-            if kind == "order_created":
-                created.add(event["order_id"])
-            elif kind == "order_paid":
-                paid.add(event["order_id"])
+            outcomes[topic]["late"] += 1
             continue
-        if ts > stream_ms:
-            stream_ms = ts
-        if kind == "stock_snapshot" or kind == "restock" or kind == "stock_adjust":
+        seen_on_time.add(event_id)
+        if kind in _INVENTORY_TYPES:
+            outcomes[topic]["ignored"] += 1
             continue
         key = (event["store_id"], event["channel"], start)
         window = windows.get(key)
@@ -68,32 +86,48 @@ def account(deliveries: list[Scheduled], config: ScenarioConfig) -> GroundTruth:
         if stage is not None:
             window.counts[stage] += 1
             window.users[stage].add(event["user_id"])
-        elif kind == "order_created":
-            order_id = event["order_id"]
-            if order_id not in created:
-                created.add(order_id)
-                window.counts["order"] += 1
-                window.users["order"].add(event["user_id"])
-        elif kind == "order_paid":
-            order_id = event["order_id"]
-            if order_id not in paid:
-                paid.add(order_id)
-                window.counts["pay"] += 1
-                window.users["pay"].add(event["user_id"])
-                window.paid_orders += 1
-                window.gmv += Decimal(str(event["amount"]))
+        elif kind == "order_created" or kind == "order_paid":
+            _offer(created if kind == "order_created" else paid, (ts, event_id, key, event))
+            candidates += 1
+            continue  # counted or ignored once every candidate is known
         elif kind == "payment_failed":
             window.payment_failed += 1
         elif kind == "refund_requested":
             window.refund_requested += 1
+        else:
+            outcomes[topic]["ignored"] += 1
+            continue
+        outcomes[topic]["counted"] += 1
+    order_outcomes = outcomes[TOPICS[ORDERS]]
+    for _ts, _id, key, event in created.values():
+        window = windows[key]
+        window.counts["order"] += 1
+        window.users["order"].add(event["user_id"])
+    for _ts, _id, key, event in paid.values():
+        window = windows[key]
+        window.counts["pay"] += 1
+        window.users["pay"].add(event["user_id"])
+        window.paid_orders += 1
+        window.gmv += Decimal(str(event["amount"]))
+    order_outcomes["counted"] += len(created) + len(paid)
+    order_outcomes["ignored"] += candidates - len(created) - len(paid)
     # windows with nothing counted in them (only cancellations, say) are not reported
     truth.windows = {key: w for key, w in windows.items() if _counts(w)}
     truth.events_by_topic = by_topic
     truth.events_by_type = dict(sorted(by_type.items()))
-    truth.duplicates = sum(duplicates.values())
-    truth.duplicates_by_topic = duplicates
-    truth.late_by_topic = late_by_topic
+    truth.duplicates_by_topic = {topic: outcomes[topic]["duplicate"] for topic in TOPICS}
+    truth.duplicates = sum(truth.duplicates_by_topic.values())
+    truth.late_by_topic = {topic: outcomes[topic]["late"] for topic in TOPICS}
+    truth.outcomes_by_topic = outcomes
     return truth
+
+
+def _offer(best: dict[str, _Candidate], candidate: _Candidate) -> None:
+    """Keep the candidate with the smallest (ts, event_id) of its order."""
+    order_id = candidate[3]["order_id"]
+    current = best.get(order_id)
+    if current is None or candidate[:2] < current[:2]:
+        best[order_id] = candidate
 
 
 def _counts(window: WindowTruth) -> bool:

@@ -217,6 +217,10 @@ class ScenarioConfig:
     duplicate_rate: float = 0.01  # exact re-sends (same event_id)
     out_of_order_rate: float = 0.05  # delivered up to grace/2 after their ts order
     late_rate: float = 0.002  # delivered over 3x grace after their window closed
+    late_duplicate_rate: float = 0.0  # re-sends of on-time events delivered that late
+    # client retries: an order_created / order_paid sent again with a new event_id, its ts
+    # a little before or after the first one (sometimes in another window)
+    order_retry_rate: float = 0.0
     key_mode: KeyMode | str = KeyMode.STORE  # a KeyMode once constructed
     # representation mix
     iso_ts_rate: float = 0.3  # share of events whose ts is ISO-8601 rather than epoch ms
@@ -264,6 +268,8 @@ class ScenarioConfig:
             "duplicate_rate",
             "out_of_order_rate",
             "late_rate",
+            "late_duplicate_rate",
+            "order_retry_rate",
             "iso_ts_rate",
             "string_money_rate",
         ):

@@ -1,20 +1,25 @@
 """Delivery order: what arrives when, with out-of-order, late and duplicate events.
 
 Every event gets a delivery time (on the event-time scale):
-- most are delivered at their ts;
+- most are delivered at their ts (some held back a little: a client retry whose ts is
+  before the event it retries is delivered after it);
 - out-of-order ones (and every duplicate copy) less than grace/2 after their ts, so at
   their delivery no event with ts beyond their window's end + grace can have arrived:
   never late, in any partition;
 - late ones (clicks, carts, orders, after-sales; never inventory) at their window's end
   + 3x grace + up to one grace, and only where the stream goes on for at least one grace
   more: by then every partition with a share of the traffic has passed their window's
-  end + grace, so they are late whatever the partitioning.
+  end + grace, so they are late whatever the partitioning;
+- late duplicates (`late_duplicate_rate`): a copy of an on-time event, delivered as late as
+  the late ones: a duplicate (its original was seen on time), whichever copy a pipeline
+  that reads partitions unevenly meets first.
 Deliveries are ordered by delivery time, ties by ts.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from operator import itemgetter
 from typing import Any
 
@@ -32,8 +37,16 @@ _RANDOM_KEYS = 16
 Scheduled = tuple[int, int, int, bytes | None, dict[str, Any], bool, bool]
 
 
-def schedule(records: list[Record], config: ScenarioConfig, rng: random.Random) -> list[Scheduled]:
-    """`records` sorted by ts; returns every delivery in delivery order."""
+def schedule(
+    records: list[Record],
+    config: ScenarioConfig,
+    rng: random.Random,
+    held_ms: Mapping[str, int] | None = None,
+) -> list[Scheduled]:
+    """`records` sorted by ts; returns every delivery in delivery order.
+
+    `held_ms`: event_id -> delivered no sooner than this after its ts (< grace/2).
+    """
     rnd = rng.random
     grace = config.grace_ms
     window = config.window_ms
@@ -43,25 +56,39 @@ def schedule(records: list[Record], config: ScenarioConfig, rng: random.Random) 
     p_late = config.late_rate
     p_shuffled = p_late + config.out_of_order_rate
     p_duplicate = config.duplicate_rate
+    p_late_copy = config.late_duplicate_rate
     key_of = _keyer(KeyMode(config.key_mode), rng)
     out: list[Scheduled] = []
     append = out.append
+
+    def late_at(ts: int) -> int | None:
+        """A delivery time past the window's end + 3x grace, where the stream goes on."""
+        window_end = window_start_ms(ts, window) + window
+        if window_end > late_before:
+            return None
+        return window_end + 3 * grace + 1 + int(rnd() * late_span)
+
     for ts, topic, event in records:
         key = key_of(event)
         draw = rnd()
         if draw < p_late and topic != INVENTORY:
-            window_end = window_start_ms(ts, window) + window
-            if window_end <= late_before:
-                at = window_end + 3 * grace + 1 + int(rnd() * late_span)
-                append((at, ts, topic, key, event, False, True))
+            late = late_at(ts)
+            if late is not None:
+                append((late, ts, topic, key, event, False, True))
                 continue
         at = ts
         if draw < p_shuffled and max_delay:
             at = ts + 1 + int(rnd() * max_delay)
+        if held_ms:
+            at = max(at, ts + held_ms.get(event["event_id"], 0))
         append((at, ts, topic, key, event, False, False))
         if rnd() < p_duplicate:
             copy_at = at + int(rnd() * (ts + max_delay - at + 1))
             append((copy_at, ts, topic, key, dict(event), True, False))
+        if p_late_copy and topic != INVENTORY and rnd() < p_late_copy:
+            late = late_at(ts)
+            if late is not None:
+                append((late, ts, topic, key, dict(event), True, False))
     out.sort(key=itemgetter(0))
     return out
 

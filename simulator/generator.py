@@ -73,7 +73,7 @@ def _generate(config: ScenarioConfig, progress: Progress | None) -> Scenario:
 
     records = sink.records
     records.sort(key=itemgetter(0))
-    scheduled = schedule(records, config, stream("delivery"))
+    scheduled = schedule(records, config, stream("delivery"), sink.held_ms)
     report("delivery", 1.0)
 
     truth = account(scheduled, config)

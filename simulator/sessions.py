@@ -6,6 +6,9 @@ refund_requested / refund_completed, return_received (with restock) and complain
 Each step follows the previous one by about half a second (retries and refund requests
 too), far less than a window (even a 10 s one), so a traffic step such as the midnight rush
 leaves every window's step conversions, payment failure and refund rates steady.
+With `order_retry_rate`, some order_created / order_paid events are sent twice by a client
+retry: a new event_id, its ts a little before or after the first (sometimes in another
+window), delivered after the first.
 """
 
 from __future__ import annotations
@@ -302,9 +305,13 @@ class Shoppers:
 
         if not keep(created_ts):
             return
-        sink.add(created_ts, ORDERS, order_event("order_created", created_ts))
+        created = order_event("order_created", created_ts)
+        sink.add(created_ts, ORDERS, created)
+        retried_ts = self._retry(created_ts, created, keep)
+        # the order holds its stock once, at its earliest order_created
+        hold_ts = created_ts if retried_ts is None else min(created_ts, retried_ts)
         for rank, qty in items.items():
-            ledger.add(store, rank, created_ts, -qty, HOLD)
+            ledger.add(store, rank, hold_ts, -qty, HOLD)
 
         # payment: attempts with retries, or abandoned
         paid_ts = None
@@ -318,7 +325,9 @@ class Shoppers:
                 if rnd() >= fail:
                     paid_ts = ts  # paid, even if a traffic stop swallows the event
                     if keep(ts):
-                        sink.add(ts, ORDERS, order_event("order_paid", ts))
+                        paid = order_event("order_paid", ts)
+                        sink.add(ts, ORDERS, paid)
+                        self._retry(ts, paid, keep)
                     break
                 if keep(ts):
                     reason = _FAIL_REASONS[int(rnd() * len(_FAIL_REASONS))]
@@ -338,6 +347,25 @@ class Shoppers:
                         ledger.add(store, rank, ts, qty, RELEASE)
             return
         self._aftersales(store, channel, user, order_id, items, prices, amount, paid_ts, keep)
+
+    def _retry(self, ts: int, event: dict[str, Any], keep: Any) -> int | None:
+        """Maybe a client retry of `event`, sent after it with a new event_id: its ts about
+        2 s later, or (half the time, when the grace leaves room) up to grace/2 earlier and
+        delivered just after `event`. Either may fall in another window. Returns its ts."""
+        rate = self._config.order_retry_rate
+        rnd = self._rng.random
+        if not rate or rnd() >= rate:
+            return None
+        sink = self._sink
+        offset = int(100 + self._rng.expovariate(1 / 2000.0))
+        slack = (self._config.grace_ms - 1) // 2  # what delivery may lag behind ts
+        earlier = rnd() < 0.5 and offset < slack
+        retried = sink.place(ts - offset if earlier else ts + offset)
+        if not keep(retried):
+            return None
+        retry = {**event, "event_id": sink.next_id(), "ts": sink.ts_value(retried)}
+        sink.add(retried, ORDERS, retry, held_ms=ts + 1 - retried if earlier else 0)
+        return retried
 
     def _aftersales(
         self,

@@ -26,6 +26,8 @@ class EventSink:
 
     def __init__(self, config: ScenarioConfig, rng: random.Random) -> None:
         self.records: list[Record] = []
+        # event_id -> ms after its ts before which the event cannot be delivered
+        self.held_ms: dict[str, int] = {}
         self.start_ms = config.start_ms
         self.end_ms = config.end_ms
         self._phase = self.start_ms % 1000
@@ -54,8 +56,11 @@ class EventSink:
     def money(self, value: Money) -> str | float:
         return value[1] if self._random() < self._string_money_rate else value[2]
 
-    def add(self, ts_ms: int, topic: int, event: dict[str, Any]) -> None:
+    def add(self, ts_ms: int, topic: int, event: dict[str, Any], held_ms: int = 0) -> None:
+        """Record an event; `held_ms` > 0 delivers it no sooner than that after its ts."""
         self.records.append((ts_ms, topic, event))
+        if held_ms:
+            self.held_ms[event["event_id"]] = held_ms
 
 
 def as_money(value: Decimal) -> Money:

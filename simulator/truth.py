@@ -1,13 +1,16 @@
 """The ground truth of a scenario: what a correct pipeline must report, and JSON for it.
 
 Semantics (docs/architecture.md, "Semantics the tables and the simulator's ground truth
-share"): windows are `ts - ts % window_ms` per store x channel; stages impression, click,
-cart (cart_add), order (first order_created of an order), pay (first order_paid of an
-order); GMV and paid orders from the first order_paid of each order, in its window;
-payment_failed and refund_requested per distinct event_id; a repeated event_id counts
-once (first copy wins); an event is late iff, when it is delivered, the largest ts
-delivered before it is at or beyond its window's end + grace; late events are left out of
-windows. Inventory is the event-time stock (latest snapshot by ts plus changes after it).
+share"; simulator/accounting.py applies them): windows are `ts - ts % window_ms` per
+store x channel; stages impression, click, cart (cart_add), order and pay. An event is late
+iff, when it is delivered, the largest ts delivered before it is at or beyond its window's
+end + grace; late events are left out of windows. An on-time event whose event_id was
+already seen on time is a duplicate (a late copy does not make its on-time original one);
+a late event whose event_id was already seen is a duplicate. Of each order's on-time
+order_created events the one with the smallest (ts, event_id) counts for `order`; likewise
+order_paid for `pay`, paid orders and GMV, in that event's window. payment_failed and
+refund_requested count per on-time event. Every delivery has one outcome per topic
+(OUTCOMES). Inventory is the event-time stock (latest snapshot by ts plus changes after it).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import orjson
 
 from simulator.topics import STAGES
 
-__all__ = ["ExpectedAlert", "GroundTruth", "WindowKey", "WindowTruth"]
+__all__ = ["OUTCOMES", "ExpectedAlert", "GroundTruth", "WindowKey", "WindowTruth"]
 
 WindowKey = tuple[str, str, int]  # (store_id, channel, window_start_ms)
+# what became of one delivery (salewatch_event_outcomes_total{topic, outcome})
+OUTCOMES = ("counted", "late", "duplicate", "ignored")
 
 
 @dataclass
@@ -136,7 +141,9 @@ class GroundTruth:
     late_by_topic: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0  # extra copies delivered
     duplicates_by_topic: dict[str, int] = field(default_factory=dict)
-    events_by_topic: dict[str, int] = field(default_factory=dict)  # distinct events
+    events_by_topic: dict[str, int] = field(default_factory=dict)  # deliveries not duplicates
+    # topic -> outcome (OUTCOMES) -> deliveries: each delivery has exactly one outcome
+    outcomes_by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
     events_by_type: dict[str, int] = field(default_factory=dict)
     deliveries: int = 0
     inventory: dict[tuple[str, str], int] = field(default_factory=dict)  # final available
@@ -194,6 +201,9 @@ class GroundTruth:
             "duplicates_by_topic": dict(sorted(self.duplicates_by_topic.items())),
             "events_by_topic": dict(sorted(self.events_by_topic.items())),
             "events_by_type": dict(sorted(self.events_by_type.items())),
+            "outcomes_by_topic": {
+                topic: dict(outcomes) for topic, outcomes in sorted(self.outcomes_by_topic.items())
+            },
             "deliveries": self.deliveries,
             "inventory": [
                 {"store_id": store, "sku": sku, "available": available}
@@ -226,6 +236,9 @@ class GroundTruth:
             duplicates_by_topic=dict(data["duplicates_by_topic"]),
             events_by_topic=dict(data["events_by_topic"]),
             events_by_type=dict(data["events_by_type"]),
+            outcomes_by_topic={
+                topic: dict(outcomes) for topic, outcomes in data["outcomes_by_topic"].items()
+            },
             deliveries=data["deliveries"],
             inventory={(i["store_id"], i["sku"]): i["available"] for i in data["inventory"]},
             expected_alerts=[ExpectedAlert.from_dict(a) for a in data["expected_alerts"]],

@@ -2,7 +2,9 @@
 
 It reads nothing but the delivery list (topic, key, event) and recomputes, independently
 of simulator/accounting.py and simulator/inventory.py, what docs/architecture.md defines:
-windows, dedup, the late rule, the order state, inventory in event time. Also shared,
+windows, dedup (a late copy never makes its on-time original a duplicate), the late rule,
+the order winners (smallest (ts, event_id) of the on-time events), each delivery's
+outcome, inventory in event time. Also shared,
 cached scenarios for the tests (no conftest.py: this module is the fixture factory).
 """
 
@@ -51,62 +53,83 @@ class RefTruth:
     late: set[str]
     duplicates: int
     inventory: dict[tuple[str, str], int]
+    outcomes: dict[str, dict[str, int]]  # topic -> outcome -> deliveries
+
+
+COUNTED_TYPES = ("impression", "click", "cart_add", "payment_failed", "refund_requested")
 
 
 def recompute(deliveries: list[Any], window_ms: int, grace_ms: int) -> RefTruth:
-    windows: dict[tuple[str, str, int], RefWindow] = defaultdict(RefWindow)
-    seen: set[str] = set()
-    late: set[str] = set()
-    duplicates = 0
+    """Two passes: each delivery's outcome in delivery order, then the order winners."""
+    outcomes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    on_time_ids: set[str] = set()
+    late_ids: set[str] = set()  # seen late
+    late: set[str] = set()  # outcome "late"
     max_ts: int | None = None
-    created: set[str] = set()
-    paid: set[str] = set()
-    unique: list[dict[str, Any]] = []
-    for _topic, _key, event in deliveries:
+    on_time: list[dict[str, Any]] = []  # counted or ignored, in delivery order
+    for topic, _key, event in deliveries:
         ts = ts_ms(event["ts"])
-        if event["event_id"] in seen:
-            duplicates += 1
-            continue
-        seen.add(event["event_id"])
-        unique.append(event)
         start = ts - ts % window_ms
         is_late = max_ts is not None and max_ts >= start + window_ms + grace_ms
         max_ts = ts if max_ts is None else max(max_ts, ts)
-        kind = event["type"]
+        event_id = event["event_id"]
         if is_late:
-            late.add(event["event_id"])
-            if kind == "order_created":
-                created.add(event["order_id"])
-            if kind == "order_paid":
-                paid.add(event["order_id"])
-            continue
-        window = windows[(event["store_id"], event["channel"], start)]
-        stage = {"impression": "impression", "click": "click", "cart_add": "cart"}.get(kind)
-        if kind == "order_created":
-            if event["order_id"] in created:
-                continue
-            created.add(event["order_id"])
-            stage = "order"
-        if kind == "order_paid":
-            if event["order_id"] in paid:
-                continue
-            paid.add(event["order_id"])
-            stage = "pay"
-            window.gmv += money(event["amount"])
-            window.paid_orders += 1
+            outcome = "duplicate" if event_id in on_time_ids | late_ids else "late"
+            if outcome == "late":
+                late.add(event_id)
+            late_ids.add(event_id)
+        elif event_id in on_time_ids:
+            outcome = "duplicate"
+        else:
+            on_time_ids.add(event_id)
+            on_time.append(event)
+            outcome = "counted" if event["type"] in COUNTED_TYPES else "ignored"
+        outcomes[topic][outcome] += 1
+    # the order winners: smallest (ts, event_id) of each order, on time events only
+    winners: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in on_time:
+        if event["type"] in ("order_created", "order_paid"):
+            slot = (event["type"], event["order_id"])
+            best = winners.get(slot)
+            if best is None or (ts_ms(event["ts"]), event["event_id"]) < (
+                ts_ms(best["ts"]),
+                best["event_id"],
+            ):
+                winners[slot] = event
+    outcomes["orders"]["counted"] += len(winners)
+    outcomes["orders"]["ignored"] -= len(winners)
+    windows: dict[tuple[str, str, int], RefWindow] = defaultdict(RefWindow)
+    counted = [e for e in on_time if e["type"] in COUNTED_TYPES] + list(winners.values())
+    for event in counted:
+        ts = ts_ms(event["ts"])
+        window = windows[(event["store_id"], event["channel"], ts - ts % window_ms)]
+        kind = event["type"]
+        stage = {
+            "impression": "impression",
+            "click": "click",
+            "cart_add": "cart",
+            "order_created": "order",
+            "order_paid": "pay",
+        }.get(kind)
         if stage is not None:
             window.counts[stage] += 1
             window.users[stage].add(event["user_id"])
+        if kind == "order_paid":
+            window.gmv += money(event["amount"])
+            window.paid_orders += 1
         if kind == "payment_failed":
             window.payment_failed += 1
         if kind == "refund_requested":
             window.refund_requested += 1
-    counted = {
-        key: w
-        for key, w in windows.items()
-        if any(w.counts.values()) or w.payment_failed or w.refund_requested
-    }
-    return RefTruth(counted, late, duplicates, inventory(unique))
+    duplicates = sum(by_outcome.get("duplicate", 0) for by_outcome in outcomes.values())
+    distinct = list({event["event_id"]: event for _t, _k, event in deliveries}.values())
+    return RefTruth(
+        dict(windows),
+        late,
+        duplicates,
+        inventory(distinct),
+        {topic: dict(by_outcome) for topic, by_outcome in outcomes.items()},
+    )
 
 
 _RECOMPUTED: dict[int, tuple[Scenario, RefTruth]] = {}
@@ -123,10 +146,15 @@ def recompute_scenario(scenario: Scenario) -> RefTruth:
 
 
 def stock_changes(unique_events: list[dict[str, Any]]) -> dict[tuple[str, str], list[Any]]:
-    """(ts, delta) per store x sku from distinct events, per the order state rules."""
+    """(ts, delta) per store x sku from distinct events, per the order state rules: an
+    order holds at its earliest order_created, releases once at its cancellation."""
     changes: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    created_orders = {e["order_id"] for e in unique_events if e["type"] == "order_created"}
-    held: set[str] = set()
+    earliest: dict[str, dict[str, Any]] = {}  # order_id -> its earliest order_created
+    for event in unique_events:
+        if event["type"] == "order_created":
+            best = earliest.get(event["order_id"])
+            if best is None or ts_ms(event["ts"]) < ts_ms(best["ts"]):
+                earliest[event["order_id"]] = event
     released: set[str] = set()
     for event in unique_events:
         kind = event["type"]
@@ -136,13 +164,12 @@ def stock_changes(unique_events: list[dict[str, Any]]) -> dict[tuple[str, str], 
             changes[(store, event["sku"])].append((ts, event["qty"]))
         elif kind == "stock_adjust":
             changes[(store, event["sku"])].append((ts, event["delta"]))
-        elif kind == "order_created" and event["order_id"] not in held:
-            held.add(event["order_id"])
+        elif kind == "order_created" and earliest[event["order_id"]] is event:
             for line in event["lines"]:
                 changes[(store, line["sku"])].append((ts, -line["qty"]))
         elif (
             kind == "order_cancelled"
-            and event["order_id"] in created_orders
+            and event["order_id"] in earliest
             and event["order_id"] not in released
         ):
             released.add(event["order_id"])
@@ -254,6 +281,28 @@ def short_window_scenario() -> Scenario:
         late_rate=0.005,
         out_of_order_rate=0.15,
         duplicate_rate=0.02,
+        snapshot_interval_s=60,
+    )
+    return generate(config)
+
+
+@functools.cache
+def retry_scenario() -> Scenario:
+    """Client retries of order events and late re-sends, 10 s windows with 3 s grace."""
+    config = ScenarioConfig(
+        seed=31,
+        duration_s=300,
+        base_rate=120,
+        stores=2,
+        skus_per_store=200,
+        window_ms=10_000,
+        grace_ms=3_000,
+        key_mode="user",
+        late_rate=0.03,
+        out_of_order_rate=0.1,
+        duplicate_rate=0.02,
+        late_duplicate_rate=0.02,
+        order_retry_rate=0.3,
         snapshot_interval_s=60,
     )
     return generate(config)

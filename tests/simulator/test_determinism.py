@@ -36,6 +36,12 @@ def test_same_seed_same_scenario_with_random_keys() -> None:
     assert fingerprint(7, key_mode="random") == fingerprint(7, key_mode="random")
 
 
+def test_same_seed_same_scenario_with_retries_and_late_copies() -> None:
+    changes = {"order_retry_rate": 0.2, "late_duplicate_rate": 0.02}
+    assert fingerprint(7, **changes) == fingerprint(7, **changes)
+    assert fingerprint(7, **changes)[0] != fingerprint(7)[0]
+
+
 def test_other_seed_other_scenario() -> None:
     assert fingerprint(7)[0] != fingerprint(8)[0]
 

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from simulator import GroundTruth, Scenario, batches
+from simulator.truth import OUTCOMES
 from tests.simulator.reference import (
     incident_scenario,
     recompute_scenario,
+    retry_scenario,
     short_window_scenario,
     small_scenario,
     stock_changes,
@@ -25,6 +27,7 @@ CASES: dict[str, Callable[[], Scenario]] = {
     "user keys": lambda: small_scenario(3, "user"),
     "no keys, incidents": lambda: incident_scenario("none"),
     "10 s windows, 2 s grace": short_window_scenario,
+    "order retries, late copies": retry_scenario,
 }
 
 
@@ -56,6 +59,22 @@ def test_late_and_duplicates_equal_the_reference(scenario: Scenario) -> None:
     assert sum(truth.late_by_topic.values()) == len(truth.late_event_ids)
     assert truth.late_by_topic["inventory"] == 0
     assert not truth.notes
+
+
+def test_outcomes_equal_the_reference(scenario: Scenario) -> None:
+    truth = scenario.truth
+    nonzero = {
+        topic: {outcome: n for outcome, n in outcomes.items() if n}
+        for topic, outcomes in truth.outcomes_by_topic.items()
+    }
+    assert nonzero == recompute_scenario(scenario).outcomes
+    delivered = scenario.deliveries_by_topic()
+    for topic, outcomes in truth.outcomes_by_topic.items():
+        assert set(outcomes) == set(OUTCOMES)
+        assert sum(outcomes.values()) == delivered.get(topic, 0), topic
+        assert outcomes["late"] == truth.late_by_topic[topic]
+        assert outcomes["duplicate"] == truth.duplicates_by_topic[topic]
+    assert truth.outcomes_by_topic["inventory"]["counted"] == 0
 
 
 def test_inventory_equals_the_event_time_reference(scenario: Scenario) -> None:
@@ -98,9 +117,12 @@ def test_out_of_order_deliveries_stay_within_half_the_grace(scenario: Scenario) 
     late = scenario.truth.late_event_ids
     shuffled = 0
     highest = 0
+    seen: set[str] = set()
     for (_t, _k, event), at in zip(scenario.deliveries, scenario.delivered_at_ms, strict=True):
         ts = ts_ms(event["ts"])
-        if event["event_id"] in late:
+        first = event["event_id"] not in seen
+        seen.add(event["event_id"])
+        if event["event_id"] in late or (not first and at - ts > 3 * grace):  # late copies
             assert at - ts > 3 * grace
             continue
         assert 0 <= at - ts < grace / 2
@@ -171,3 +193,29 @@ def test_counts_by_topic_and_type_add_up(scenario: Scenario) -> None:
     delivered = scenario.deliveries_by_topic()
     for topic, count in truth.events_by_topic.items():
         assert delivered[topic] == count + truth.duplicates_by_topic[topic]
+
+
+def test_order_retries_count_the_earliest_event_in_either_arrival_order() -> None:
+    scenario = retry_scenario()
+    late = scenario.truth.late_event_ids
+    per_order: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    seen: set[str] = set()
+    for event in scenario.events("orders"):
+        if event["event_id"] not in seen and event["type"] in ("order_created", "order_paid"):
+            seen.add(event["event_id"])
+            per_order[(event["type"], event["order_id"])].append(event)
+    retried = [events for events in per_order.values() if len(events) == 2]
+    assert len(retried) > 100
+    assert all(len(events) <= 2 for events in per_order.values())
+    window_ms = scenario.config.window_ms
+    earliest_first = later_first = other_window = late_earliest = 0
+    for first, second in retried:
+        a, b = ts_ms(first["ts"]), ts_ms(second["ts"])
+        earliest_first += a < b
+        later_first += b < a
+        other_window += a // window_ms != b // window_ms
+        late_earliest += (first if a < b else second)["event_id"] in late
+    assert min(earliest_first, later_first, other_window, late_earliest) > 0
+    # a late copy of an on-time event is a duplicate, not late
+    copies = [e for e in scenario.events() if e["event_id"] in late]
+    assert len(copies) == len(late)
