@@ -6,7 +6,8 @@ scenario.deliveries      # (topic suffix, key, event) in delivery order
 scenario.truth           # windows, late events, duplicates, inventory, expected alerts
 """
 
-from simulator.batching import Batch, batches
+from simulator.arrival import Arrival, starting_ago
+from simulator.batching import Batch, Grouping, batches
 from simulator.config import (
     CHANNELS,
     FlashSale,
@@ -19,19 +20,21 @@ from simulator.config import (
 from simulator.errors import SimulatorError
 from simulator.generator import generate
 from simulator.placement import place_incidents
-from simulator.producer import ProduceReport, produce
+from simulator.producer import ProduceReport, produce, send
 from simulator.scenario import Delivery, Scenario
 from simulator.truth import ExpectedAlert, GroundTruth, WindowTruth
 from simulator.writers import read_jsonl, read_truth, write_jsonl, write_truth
 
 __all__ = [
     "CHANNELS",
+    "Arrival",
     "Batch",
     "Delivery",
     "ExpectedAlert",
     "FlashSale",
     "FunnelRates",
     "GroundTruth",
+    "Grouping",
     "Incident",
     "IncidentKind",
     "KeyMode",
@@ -46,6 +49,8 @@ __all__ = [
     "produce",
     "read_jsonl",
     "read_truth",
+    "send",
+    "starting_ago",
     "write_jsonl",
     "write_truth",
 ]

@@ -1,17 +1,23 @@
-"""Kafka messages from deliveries: JSON arrays of events of one topic and key.
+"""Kafka messages from deliveries: batches of events of one topic (and key).
 
-A message holds consecutive deliveries of one topic and key. With `linger_ms` > 0 (like a
-producer's linger) the deliveries of one topic and key that arrive within `linger_ms` of
-the batch's first one (on the delivery-time scale) share a message even when other keys
-come between; per topic and key the order is kept, and no event moves more than
+`grouping` says what one batch is (Grouping): a JSON array of one topic and key (a store's
+batch, the default), a JSON array of one topic whatever the keys (keyed by its first
+event's key), or a producer's batch of one topic: up to `max_events` single-event messages,
+each with its own key, sent together.
+A batch holds consecutive deliveries of its slot. With `linger_ms` > 0 (a client's linger)
+a slot's open batch takes every delivery of the slot until the stream has moved
+`linger_ms` past its first one (on the delivery-time scale: the event time at which things
+are delivered, so "1 s of event time past its first event" is `linger_ms=1000`), even when
+other slots come between; per slot the order is kept, and no event moves more than
 `linger_ms` against the others. The default, min(1 s, grace/4), keeps the late set of the
 ground truth intact (out-of-order slack grace/2 + linger < grace). `linger_ms=0` groups
 strictly consecutive runs only.
-Limits (CONTRACT.md §1): at most 10,000 events and 1 MiB per message.
+Limits (docs/contract.md): at most 10,000 events and 1 MiB per message.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +26,7 @@ import orjson
 from simulator.errors import SimulatorError
 from simulator.scenario import Scenario
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "Batch", "batches"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_EVENTS", "Batch", "Grouping", "batches"]
 
 MAX_BATCH_EVENTS = 10_000
 MAX_BATCH_BYTES = 1024 * 1024
@@ -30,9 +36,17 @@ _DEFAULT_MAX_BYTES = 1_000_000
 _DEFAULT_LINGER_MS = 1000
 
 
+class Grouping(enum.StrEnum):
+    """What one batch of `batches()` is."""
+
+    TOPIC_KEY = "topic_key"  # a JSON array message per topic and key, with that key
+    TOPIC = "topic"  # a JSON array message per topic, any keys, keyed by its first event's
+    RECORDS = "records"  # per topic, single-event messages with their own keys, sent together
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One Kafka message: `value` is the JSON array of `events`."""
+    """One Kafka message: `value` is the JSON array of `events` (RECORDS: the one event)."""
 
     topic: str
     key: bytes | None
@@ -42,11 +56,12 @@ class Batch:
 
 
 class _Open:
-    __slots__ = ("events", "first_at_ms", "parts", "size")
+    __slots__ = ("events", "first_at_ms", "keys", "parts", "size")
 
     def __init__(self, first_at_ms: int) -> None:
         self.events: list[dict[str, Any]] = []
         self.parts: list[bytes] = []
+        self.keys: list[bytes | None] = []
         self.size = 1  # "[" and "]" with n-1 commas: 1 + sum(len(part) + 1)
         self.first_at_ms = first_at_ms
 
@@ -56,8 +71,12 @@ def batches(
     max_events: int = 500,
     max_bytes: int = _DEFAULT_MAX_BYTES,
     linger_ms: int | None = None,
+    grouping: Grouping = Grouping.TOPIC_KEY,
 ) -> list[Batch]:
-    """Group the deliveries into messages, in the order to produce them."""
+    """Group the deliveries into messages, in the order to produce them.
+
+    `max_events` is per batch (for RECORDS, messages sent together); `max_bytes` per message.
+    """
     if linger_ms is None:
         linger_ms = min(_DEFAULT_LINGER_MS, scenario.config.grace_ms // 4)
     if not 1 <= max_events <= MAX_BATCH_EVENTS:
@@ -69,14 +88,20 @@ def batches(
     out: list[Batch] = []
     opened: dict[tuple[str, bytes | None], _Open] = {}  # oldest first
     dumps = orjson.dumps
+    per_key = grouping is Grouping.TOPIC_KEY
+    records = grouping is Grouping.RECORDS
 
     def flush(slot: tuple[str, bytes | None]) -> None:
         batch = opened.pop(slot)
+        if records:
+            for key, event, part in zip(batch.keys, batch.events, batch.parts, strict=True):
+                out.append(Batch(slot[0], key, [event], part, batch.first_at_ms))
+            return
         value = b"[" + b",".join(batch.parts) + b"]"
-        out.append(Batch(slot[0], slot[1], batch.events, value, batch.first_at_ms))
+        out.append(Batch(slot[0], batch.keys[0], batch.events, value, batch.first_at_ms))
 
     for (topic, key, event), at in zip(scenario.deliveries, scenario.delivered_at_ms, strict=True):
-        slot = (topic, key)
+        slot = (topic, key if per_key else None)
         if linger_ms:
             while opened:
                 oldest = next(iter(opened))
@@ -91,13 +116,15 @@ def batches(
             raise SimulatorError(f"event {event.get('event_id')} alone is over {max_bytes} bytes")
         current = opened.get(slot)
         if current is not None and (
-            len(current.events) >= max_events or current.size + len(part) + 1 > max_bytes
+            len(current.events) >= max_events
+            or (not records and current.size + len(part) + 1 > max_bytes)
         ):
             flush(slot)
             current = None
         if current is None:
             current = opened[slot] = _Open(at)
         current.events.append(event)
+        current.keys.append(key)
         current.parts.append(part)
         current.size += len(part) + 1
     for slot in list(opened):

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.batching import batches
+from simulator.batching import Batch, batches
 from simulator.errors import SimulatorError
 from simulator.scenario import Scenario
 
-__all__ = ["ProduceReport", "best_compression", "produce"]
+__all__ = ["ProduceReport", "best_compression", "produce", "send"]
 
 
 @dataclass(frozen=True)
@@ -48,19 +48,40 @@ def produce(
     progress: Callable[[int, int], None] | None = None,
     producer_options: dict[str, Any] | None = None,
 ) -> ProduceReport:
-    """Send the scenario's batches to `topic_prefix + topic`, acks=all.
+    """Send the scenario's batches (`batches()`) to `topic_prefix + topic`, acks=all.
 
     `speed` paces event time against the wall clock: 60 sends one event-minute per wall
     second; None sends as fast as the broker takes it. `progress(events_sent, total)` is
     called as batches go out.
     """
+    return send(
+        batches(scenario, max_events=max_events, linger_ms=linger_ms),
+        bootstrap,
+        topic_prefix,
+        speed,
+        compression=compression,
+        progress=progress,
+        producer_options=producer_options,
+    )
+
+
+def send(
+    messages: list[Batch],
+    bootstrap: str,
+    topic_prefix: str = "shop.",
+    speed: float | None = None,
+    *,
+    compression: str | None = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    producer_options: dict[str, Any] | None = None,
+) -> ProduceReport:
+    """Send messages in order (paced by their `first_at_ms` with `speed`), as `produce()`."""
     from kafka import KafkaProducer  # type: ignore[import-untyped]
     from kafka.errors import KafkaError  # type: ignore[import-untyped]
 
     if speed is not None and speed <= 0:
         raise SimulatorError("speed must be positive (or None: as fast as possible)")
     codec = best_compression() if compression == "auto" else compression
-    messages = batches(scenario, max_events=max_events, linger_ms=linger_ms)
     total = sum(len(batch.events) for batch in messages)
     options: dict[str, Any] = {
         "bootstrap_servers": bootstrap.split(","),

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from simulator import Scenario, SimulatorError, batches
+from simulator import Arrival, Grouping, Scenario, SimulatorError, batches, starting_ago
 from simulator.batching import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from simulator.topics import TOPIC_OF_TYPE
+from simulator.topics import TOPIC_OF_TYPE, TOPICS
 from tests.simulator.reference import small_scenario
 
 
@@ -83,7 +83,7 @@ def test_byte_limit_splits_messages(scenario: Scenario) -> None:
     "options",
     [{"max_events": 0}, {"max_events": 10_001}, {"max_bytes": 2_000_000}, {"linger_ms": -1}],
 )
-def test_limits_are_checked(options: dict[str, int]) -> None:
+def test_limits_are_checked(options: dict[str, Any]) -> None:
     with pytest.raises(SimulatorError):
         batches(small_scenario(), **options)
 
@@ -91,3 +91,54 @@ def test_limits_are_checked(options: dict[str, int]) -> None:
 def test_an_event_over_the_byte_limit_is_refused() -> None:
     with pytest.raises(SimulatorError, match="alone is over"):
         batches(small_scenario(), max_bytes=100)
+
+
+def test_topic_grouping_mixes_keys_in_one_message_per_topic() -> None:
+    scenario = small_scenario(3, "user")
+    messages = batches(scenario, max_events=200, linger_ms=1000, grouping=Grouping.TOPIC)
+    assert sum(len(m.events) for m in messages) == len(scenario.deliveries)
+    per_topic = {
+        topic: [e["event_id"] for t, _k, e in scenario.deliveries if t == topic] for topic in TOPICS
+    }
+    for topic, ids in per_topic.items():  # one slot per topic: its order is the delivery order
+        assert [e["event_id"] for m in messages if m.topic == topic for e in m.events] == ids
+    assert max(len(m.events) for m in messages) == 200
+    assert any(len({e.get("user_id") for e in m.events}) > 1 for m in messages)
+    for message in messages:
+        assert orjson.loads(message.value) == message.events
+        first = message.events[0]
+        assert message.key == (first.get("user_id") or first["store_id"]).encode()
+
+
+def test_records_grouping_sends_each_event_with_its_own_key() -> None:
+    scenario = small_scenario(3, "user")
+    messages = batches(scenario, max_events=200, linger_ms=1000, grouping=Grouping.RECORDS)
+    grouped = batches(scenario, max_events=200, linger_ms=1000, grouping=Grouping.TOPIC)
+    assert [m.events[0] for m in messages] == [e for m in grouped for e in m.events]
+    assert per_slot([(m.topic, m.key, m.events[0]) for m in messages]) == per_slot(
+        scenario.deliveries
+    )
+    assert all(orjson.loads(m.value) == m.events[0] for m in messages)
+
+
+def test_arrival_lags_one_topic_and_keeps_every_topic_in_order() -> None:
+    scenario = small_scenario(1, "store")
+    plain = Arrival(max_events=100, linger_ms=500).messages(scenario)
+    lagged = Arrival(max_events=100, linger_ms=500, lag_topic="clicks", lag_ms=5_000)
+    messages = lagged.messages(scenario)
+    assert sorted(map(id, (e for m in messages for e in m.events))) == sorted(
+        map(id, (e for m in plain for e in m.events))
+    )
+    for topic in TOPICS:
+        assert [m.events for m in messages if m.topic == topic] == [
+            m.events for m in plain if m.topic == topic
+        ]
+    clicks_at = [m.first_at_ms for m in messages if m.topic == "clicks"]
+    assert clicks_at == [m.first_at_ms + 5_000 for m in plain if m.topic == "clicks"]
+    assert [m.topic for m in messages] != [m.topic for m in plain]
+
+
+def test_starting_ago_places_the_scenario_in_the_past() -> None:
+    config = starting_ago(small_scenario().config, 600, now_ms=1_800_000_000_123)
+    assert config.start_ms == 1_800_000_000_000 - 600_000
+    assert config.end_ms <= 1_800_000_000_000
