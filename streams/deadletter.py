@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 from streams.decoding import Rejection
 
-__all__ = ["DeadLetter", "dead_letter"]
+__all__ = ["MAX_DEADLETTER_BYTES", "DeadLetter", "dead_letter"]
 
 MAX_DETAIL_CHARS = 2_000
+# Key, value and headers of one dead letter together. The broker refuses a record batch over
+# message.max.bytes (default 1 MiB); the margin covers record and batch framing.
+MAX_DEADLETTER_BYTES = 900 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +19,12 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+
+    @property
+    def size(self) -> int:
+        """Bytes of key, value and headers (header names are ASCII)."""
+        headers = sum(len(name) + len(value) for name, value in self.headers)
+        return len(self.key or b"") + len(self.value) + headers
 
 
 def dead_letter(
@@ -30,4 +39,20 @@ def dead_letter(
     ]
     if rejection.index is not None:
         headers.append(("salewatch.batch.index", str(rejection.index).encode()))
-    return DeadLetter(key, rejection.value, headers)
+    return _fitted(DeadLetter(key, rejection.value, headers))
+
+
+def _fitted(letter: DeadLetter) -> DeadLetter:
+    """`letter`, cut to MAX_DEADLETTER_BYTES when larger: a dead letter Kafka refuses would
+    hold up every input offset behind it. The value is cut first, the key only when it alone
+    is too large; the whole original stays at its topic, partition and offset."""
+    if letter.size <= MAX_DEADLETTER_BYTES:
+        return letter
+    headers = [
+        *letter.headers,
+        ("salewatch.truncated", b"true"),
+        ("salewatch.original.size", str(len(letter.value)).encode()),
+    ]
+    room = MAX_DEADLETTER_BYTES - DeadLetter(None, b"", headers).size
+    key = None if letter.key is None else letter.key[:room]
+    return DeadLetter(key, letter.value[: room - len(key or b"")], headers)
