@@ -3,7 +3,8 @@
 Stage 1 runs in a process of its own (streams/ingest_process.py) so that validation and
 routing get a core beside stages 2 and 3. The worker owns the metrics, so it applies what
 the process counted, and it answers the process's questions about input stream time from
-what stage 2 heard. /health is unhealthy while the process is not running.
+what stage 2 heard. /health is unhealthy while the process is not running, and from a send
+Kafka refused until stage 1 commits again (a new process too: it reads the same input again).
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ STOP_TIMEOUT_S = 10.0
 class IngestServer:
     """Answers one stage-1 process on the worker's event loop."""
 
-    def __init__(self, metrics: Metrics, input_stream_time: Callable[[str], int | None]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        status: WorkerStatus,
+        input_stream_time: Callable[[str], int | None],
+    ) -> None:
         self._metrics = metrics
+        self._status = status
         self._input_stream_time = input_stream_time
 
     def handle(self, connection: Connection) -> None:
@@ -55,6 +62,12 @@ class IngestServer:
         elif kind == "lag":
             for topic, lag in payload.items():
                 self._metrics.consumer_lag.labels(topic).set(lag)
+        elif kind == "failed":
+            for topic, n in payload.items():
+                self._metrics.produce_errors.labels(topic).inc(n)
+            self._status.ingest_failing = True
+        elif kind == "committed":
+            self._status.ingest_failing = False
         elif kind == "ask":
             known = {name: self._input_stream_time(name) for name in payload}
             connection.send({name: ts for name, ts in known.items() if ts is not None})
@@ -113,7 +126,9 @@ def register(
     input_stream_time: Callable[[str], int | None],
 ) -> None:
     """`input_stream_time(input)`: the stream time stage 2 last heard for an input partition."""
-    server = IngestServer(metrics, input_stream_time)
+    server = IngestServer(metrics, status, input_stream_time)
+    for name in ("events", "deadletter"):  # at 0 from the start: increase() sees the first
+        metrics.produce_errors.labels(settings.output_topic(name))
 
     @app.task
     async def ingest() -> None:

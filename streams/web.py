@@ -18,10 +18,11 @@ class WorkerStatus:
     """What /health reports; the parts of the worker set their own flags."""
 
     ingest_running: bool = False
+    ingest_failing: bool = False  # stage 1's last sends failed; not committed since
 
     @property
     def healthy(self) -> bool:
-        return self.ingest_running
+        return self.ingest_running and not self.ingest_failing
 
 
 def register(app: faust.App, metrics: Metrics, status: WorkerStatus) -> None:
@@ -31,5 +32,9 @@ def register(app: faust.App, metrics: Metrics, status: WorkerStatus) -> None:
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        body = {"status": "ok" if status.healthy else "unhealthy", "ingest": status.ingest_running}
+        body = {
+            "status": "ok" if status.healthy else "unhealthy",
+            "ingest": status.ingest_running,
+            "ingest_failing": status.ingest_failing,
+        }
         return web.json(body, status=200 if status.healthy else 503)
