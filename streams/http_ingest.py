@@ -11,8 +11,12 @@ Answers (docs/sdk.md):
   400  the body as a whole is not an event or a batch (same JSON shape, index null)
   401  missing or wrong `Authorization: Bearer <token>`
   404  HTTP ingest disabled (SALEWATCH_INGEST_TOKEN unset), or unknown topic
-  413  body over the size limit, or a batch over 10,000 events
-  503  Kafka did not take the messages; retrying is safe (duplicates count once)
+  413  body over the size limit, a batch over 10,000 events, or a message Kafka refuses as
+       too large: none of these can ever be accepted, retrying does not help
+  503  Kafka did not take the messages for now; retrying is safe (duplicates count once)
+
+Dead letters are cut to fit Kafka's size limit (streams/deadletter.py), so a large invalid
+body is dead-lettered and answered 400, and counted only once Kafka acknowledged it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, cast
 
 import faust
 from aiohttp import web as aiohttp_web
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from faust.web import Request, Response, View
 
 from streams.deadletter import DeadLetter, dead_letter
@@ -43,6 +48,8 @@ log = logging.getLogger(__name__)
 
 INGEST_PATH = "/ingest/{topic}"
 HTTP_PARTITION = HTTP_OFFSET = -1  # dead-letter headers of events that came over HTTP
+# Kafka refuses these for the size of what was sent: sending it again cannot succeed.
+TOO_LARGE_FOR_KAFKA = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 
 # Faults of the body as a whole (no event could be read), by HTTP status.
 _WHOLE_BODY_STATUS = {
@@ -59,13 +66,16 @@ class IngestAnswer:
 
     status: int
     body: dict[str, Any]
+    topic: str
     batches: list[bytes] = field(default_factory=list)  # accepted events, JSON arrays
     key: bytes | None = None  # store_id when every accepted event is of one store
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
 
 
 class HttpIngestor:
-    """Request bodies of one worker's input topics -> answers; counts the dead letters.
+    """Request bodies of one worker's input topics -> answers; counts the dead letters
+    once they are written.
 
     Accepted events are not counted here: stage 1 counts them when it reads the batch.
     """
@@ -86,18 +96,22 @@ class HttpIngestor:
                 "rejected": len(decoded.rejections),
                 "errors": [_error(r, whole is None) for r in decoded.rejections],
             },
+            topic=topic,
             dead_letters=[
                 dead_letter(r, None, topic, HTTP_PARTITION, HTTP_OFFSET) for r in decoded.rejections
             ],
+            rejected=Counter(r.reason.value for r in decoded.rejections),
         )
         if decoded.events:
             answer.batches = list(encode_chunks([fields_of(event) for event in decoded.events]))
             stores = {event.store_id for event in decoded.events}
             answer.key = stores.pop().encode() if len(stores) == 1 else None
-        reasons = Counter(r.reason.value for r in decoded.rejections)
-        for reason, n in reasons.items():
-            self._metrics.deadletters.labels(topic, reason).inc(n)
         return answer
+
+    def count(self, answer: IngestAnswer) -> None:
+        """Count the dead letters of an answer whose messages Kafka acknowledged."""
+        for reason, n in answer.rejected.items():
+            self._metrics.deadletters.labels(answer.topic, reason).inc(n)
 
 
 def _whole_body_fault(rejections: list[Rejection]) -> Rejection | None:
@@ -163,9 +177,17 @@ def register(app: faust.App, settings: Settings, topics: Topics, metrics: Metric
             answer = ingestor.accept(kind, body)
             try:
                 await _produce(topics, kind, answer)
-            except Exception as exc:  # any producer failure: tell the client to retry
+            except TOO_LARGE_FOR_KAFKA as exc:
+                log.warning("http ingest: Kafka refused a message as too large: %r", exc)
+                return self.error(
+                    413,
+                    f"Kafka refused the message as too large ({exc!r}); it can never be "
+                    "accepted: send smaller batches",
+                )
+            except Exception as exc:  # any other producer failure: tell the client to retry
                 log.warning("http ingest: could not write to Kafka: %r", exc)
                 return self.error(503, f"could not write to Kafka: {exc!r}")
+            ingestor.count(answer)
             return self.json(answer.body, status=answer.status)
 
 
