@@ -1,7 +1,7 @@
 """Available stock per store x SKU in event time, sales velocity and time to stock-out.
 
 Pure logic, no Faust (the agent is streams/inventory_agent.py). The rules
-(docs/architecture.md, CONTRACT.md §3), independent of arrival order:
+(docs/architecture.md, docs/contract.md §3), independent of arrival order:
 
 - available = the latest `snapshot` by ts (ties: the larger value) plus every change with
   a ts after it. Without a snapshot the base is 0 and changes count from the first
@@ -10,15 +10,26 @@ Pure logic, no Faust (the agent is streams/inventory_agent.py). The rules
   inventory event with an earlier ts may still arrive and make them count.
 - every change is idempotent by its `id`.
 
-Per key only what is needed is kept: the applied snapshot (ts, value), a `base`, every
-distinct change of the last fold horizon (the dedup horizon) behind the key's latest ts,
-at most `max_changes` of them, and the sales velocity. Older changes are folded into the
-base (or dropped, if they do not count) and the fold line moves past them. So the result
-is exact, whatever the arrival order, while changes arrive less than the horizon late and
-a key keeps fewer changes than the cap. Beyond that: a snapshot newer than the applied one
-but behind the fold line cannot be applied exactly and is ignored, a change behind the
-fold line is added to the base without dedup, and a pending change past the horizon is
-forgotten (all counted in `BatchOutcome.applied`).
+Per key only what a late event still needs is kept, in three tiers by event time behind
+the key's latest ts:
+
+- the dedup horizon: every distinct change with its id (at most `max_changes`), so that a
+  re-sent change counts once;
+- the snapshot horizon (6 hours by default): the changes since the applied snapshot as
+  compact entries (ts, qty) without ids, changes at the same ts added up. A snapshot newer
+  than the applied one is applied exactly: its value plus every kept change after it.
+  Beyond `max_entries` adjacent entries are merged (qty added up, the later ts kept, and
+  the span they cover remembered), where the span is shortest for its age: recent changes
+  keep their ts longest, as a snapshot is more likely a little late than hours late;
+- older: a `base` (the applied snapshot's value plus the changes after it that no longer
+  fit) and a fold line, the latest ts folded into it.
+
+So the result is exact, whatever the arrival order, while changes arrive less than the
+dedup horizon late and snapshots less than the snapshot horizon late. Beyond that: a
+snapshot behind the fold line or inside a merged span cannot be applied exactly; it is
+refused, counted per key (`inexact_snapshots`, shown by the HTTP API) and logged. A change
+behind the fold line is added to the base without dedup, and a pending change past the
+snapshot horizon (or past the cap) is forgotten (all counted in `BatchOutcome.applied`).
 
 Velocity is an exponentially weighted rate of held units in event time: the decayed sum
 S(T) = sum(qty_i * exp(-(T - ts_i) / tau)) of every hold, and units per minute = S / tau.
@@ -29,10 +40,13 @@ available / velocity <= `low_stock_minutes`; out of stock = available <= 0.
 from __future__ import annotations
 
 import enum
+import logging
 import math
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Protocol
 
 import orjson
@@ -54,9 +68,13 @@ __all__ = [
     "status_of",
 ]
 
+log = logging.getLogger(__name__)
+
 MS_PER_MIN = 60_000
 
 Change = tuple[str, int, int]  # id, ts (ms), qty
+# A compact change: ts (ms), qty, span (ms): ts minus the earliest ts merged into it (0: one ts)
+Entry = tuple[int, int, int]
 
 
 class Status(enum.StrEnum):
@@ -74,8 +92,14 @@ _BYTE_STATUS = {byte[0]: status for status, byte in _STATUS_BYTE.items()}
 class InventoryRules:
     low_stock_minutes: float = 30.0
     velocity_half_life_ms: int = 5 * MS_PER_MIN
-    fold_horizon_ms: int = 15 * MS_PER_MIN  # the dedup horizon
-    max_changes: int = 2_000  # individual changes kept per key (the oldest are folded)
+    dedup_horizon_ms: int = 15 * MS_PER_MIN  # changes are kept with their ids this long
+    snapshot_horizon_ms: int = 6 * 60 * MS_PER_MIN  # and as compact entries this long
+    max_changes: int = 2_000  # changes with ids kept per key (the oldest become entries)
+    max_entries: int = 500  # compact entries kept per key (beyond: adjacent ones merge)
+
+    def __post_init__(self) -> None:
+        if self.snapshot_horizon_ms < self.dedup_horizon_ms:
+            raise ValueError("the snapshot horizon must not be shorter than the dedup horizon")
 
     @property
     def tau_ms(self) -> float:
@@ -89,21 +113,24 @@ class Applied(enum.Enum):
     BEFORE_SNAPSHOT = enum.auto()  # at or before the applied snapshot: changes nothing
     DUPLICATE = enum.auto()
     STALE_SNAPSHOT = enum.auto()  # not newer than the applied snapshot
-    TOO_LATE_SNAPSHOT = enum.auto()  # newer than the applied one, older than the fold line
+    # newer than the applied one, but behind the fold line or inside a merged span: refused
+    INEXACT_SNAPSHOT = enum.auto()
 
 
 # Results that leave a state as it was: no table write needed.
-_NO_EFFECT = frozenset({Applied.DUPLICATE, Applied.STALE_SNAPSHOT, Applied.TOO_LATE_SNAPSHOT})
+_NO_EFFECT = frozenset({Applied.DUPLICATE, Applied.STALE_SNAPSHOT})
 
 
 @dataclass(slots=True)
 class StockState:
     """One store x SKU.
 
-    `changes` holds every distinct change of the last fold horizon (at most
+    `changes` holds every distinct change of the last dedup horizon (at most
     `max_changes`), whether it counts, is pending or is behind the snapshot: their ids
-    make re-sent changes idempotent. Changes at or before `fold_ts` are in `base` (or
-    behind the snapshot); after it they count when inside the tracked region.
+    make re-sent changes idempotent. `entries` (sorted by ts) holds the older changes since
+    the applied snapshot, counting or pending, up to the snapshot horizon. Changes at or
+    before `fold_ts` are in `base` (or behind the snapshot, or forgotten); after it they
+    count when inside the tracked region.
     """
 
     snapshot_ts: int | None = None
@@ -116,6 +143,9 @@ class StockState:
     rate_ts: int = 0
     status: Status = Status.OK
     changes: list[Change] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    inexact_snapshots: int = 0  # snapshots refused as not exactly applicable
+    inexact_ts: int | None = None  # the last one's ts
 
     # --- reading ----------------------------------------------------------------------
     @property
@@ -133,14 +163,30 @@ class StockState:
 
     @property
     def available(self) -> int:
-        return self.base + sum(qty for _, ts, qty in self.changes if self._counts(ts))
+        # every entry is after the fold line; those before the first counting one are pending
+        counted = sum(qty for _, qty, _ in self.entries[self._first_counting() :])
+        return self.base + counted + sum(qty for _, ts, qty in self.changes if self._counts(ts))
 
     @property
     def pending(self) -> list[Change]:
-        """Changes waiting for tracking to start (at an earlier inventory event)."""
+        """Changes with ids waiting for tracking to start (at an earlier inventory event)."""
         if self.snapshot_ts is not None:
             return []
         return [item for item in self.changes if not self._in_region(item[1])]
+
+    @property
+    def pending_count(self) -> int:
+        """How many changes wait for tracking to start, with ids or as entries."""
+        return len(self.pending) + self._first_counting()
+
+    def inexact_reason(self, ts: int) -> str | None:
+        """Why a snapshot at ts, newer than the applied one, cannot be applied exactly."""
+        if self.fold_ts is not None and ts < self.fold_ts:
+            return f"the changes up to ts {self.fold_ts} are folded into one sum"
+        for end, _, span in self.entries:
+            if end - span <= ts < end:
+                return f"the changes from ts {end - span} to {end} are merged"
+        return None
 
     def velocity_per_min(self, now_ms: int, rules: InventoryRules) -> float:
         if self.rate <= 0.0:
@@ -191,8 +237,8 @@ class StockState:
         return Applied.COUNTED
 
     def _start(self, ts: int) -> None:
-        """Tracking starts (earlier) at ts. Kept changes from ts on that were pending now
-        count; those behind the fold line go into the base."""
+        """Tracking starts (earlier) at ts. Kept changes and entries from ts on that were
+        pending now count; changes behind the fold line go into the base."""
         previous, self.start_ts = self.start_ts, ts
         if self.fold_ts is None:
             return
@@ -204,10 +250,15 @@ class StockState:
     def _snapshot(self, ts: int, value: int) -> Applied:
         if self.snapshot_ts is not None and (ts, value) <= (self.snapshot_ts, self.snapshot_value):
             return Applied.STALE_SNAPSHOT
-        if self.fold_ts is not None and ts < self.fold_ts:
-            return Applied.TOO_LATE_SNAPSHOT
-        self.snapshot_ts, self.snapshot_value = ts, value
-        self.base, self.fold_ts = value, ts
+        if ts == self.inexact_ts:
+            return Applied.DUPLICATE  # refused already (another at its ts would be, too)
+        if self.inexact_reason(ts) is not None:
+            self.inexact_snapshots += 1
+            self.inexact_ts = ts
+            return Applied.INEXACT_SNAPSHOT
+        self.snapshot_ts, self.snapshot_value, self.base = ts, value, value
+        # the entries at or before it are in its value; a later snapshot must be newer
+        del self.entries[: bisect_right(self.entries, ts, key=_ts)]
         return Applied.COUNTED
 
     def _add_sale(self, units: int, ts: int, rules: InventoryRules) -> None:
@@ -218,27 +269,111 @@ class StockState:
         else:
             self.rate += units * math.exp(-(self.rate_ts - ts) / rules.tau_ms)
 
+    # --- bounding ---------------------------------------------------------------------
     def compact(self, rules: InventoryRules) -> None:
-        """Forget changes far behind the key's latest ts, and the oldest past the cap;
-        those that count go into `base`, and the fold line moves past them."""
-        if self.max_ts is None or not self.changes:
+        """Changes behind the dedup horizon (or past `max_changes`) become entries, entries
+        behind the snapshot horizon are folded, and entries past `max_entries` merged."""
+        if self.max_ts is None:
             return
-        line = self.max_ts - rules.fold_horizon_ms
+        self._changes_to_entries(rules)
+        self._fold(bisect_right(self.entries, self.max_ts - rules.snapshot_horizon_ms, key=_ts))
+        self._merge_entries(rules.max_entries)
+
+    def _changes_to_entries(self, rules: InventoryRules) -> None:
+        assert self.max_ts is not None
+        line = self.max_ts - rules.dedup_horizon_ms
         changes = self.changes
-        changes.sort(key=_ts)
-        cut = 0
-        while cut < len(changes) and changes[cut][1] <= line:
-            cut += 1
+        changes.sort(key=_change_ts)
+        cut = bisect_right(changes, line, key=_change_ts)
         if len(changes) - cut > rules.max_changes:
             cut = len(changes) - rules.max_changes
             while cut < len(changes) and changes[cut][1] == changes[cut - 1][1]:
                 cut += 1
         if not cut:
             return
-        self.base += sum(qty for _, ts, qty in changes[:cut] if self._counts(ts))
-        last_ts = changes[cut - 1][1]
-        self.fold_ts = last_ts if self.fold_ts is None else max(self.fold_ts, last_ts)
+        moved = [(ts, qty, 0) for _, ts, qty in changes[:cut] if self._needed(ts)]
         del changes[:cut]
+        entries = self.entries
+        if moved and entries and moved[0][0] < entries[-1][0]:
+            moved, entries = sorted(entries + moved), []  # a late change: sort them all
+        for ts, qty, span in moved:
+            if entries and entries[-1][0] == ts:
+                _, total, widest = entries[-1]
+                entries[-1] = (ts, total + qty, max(widest, span))
+            else:
+                entries.append((ts, qty, span))
+        self.entries = entries
+
+    def _needed(self, ts: int) -> bool:
+        """Whether a change at ts may count, now or later: not in the base (nor forgotten)
+        and not in the applied snapshot's value."""
+        folded = self.fold_ts is not None and ts <= self.fold_ts
+        return not folded and (self.snapshot_ts is None or ts > self.snapshot_ts)
+
+    def _fold(self, cut: int) -> None:
+        """The oldest `cut` entries go into the base if they count (else are forgotten);
+        the fold line moves past them."""
+        if not cut:
+            return
+        folded = self.entries[:cut]
+        self.base += sum(qty for ts, qty, _ in folded if self._counts(ts))
+        last = folded[-1][0]
+        self.fold_ts = last if self.fold_ts is None else max(self.fold_ts, last)
+        del self.entries[:cut]
+
+    def _merge_entries(self, cap: int) -> None:
+        """Past the cap, merge adjacent counting entries down to 3/4 of it (so that a busy
+        key does not merge on every batch). Pending entries are never merged (tracking may
+        still start between them): when only they are left, the oldest are forgotten."""
+        if len(self.entries) <= cap:
+            return
+        target = cap - cap // 4
+        while len(self.entries) > target:
+            first = self._first_counting()
+            if len(self.entries) - first < 2:
+                self._fold(len(self.entries) - target)
+            else:
+                self.entries = self._merged(first, len(self.entries) - target)
+
+    def _merged(self, first: int, wanted: int) -> list[Entry]:
+        """The entries with up to `wanted` disjoint pairs from `first` on merged: the pairs
+        whose span would be the shortest relative to their age."""
+        assert self.max_ts is not None
+        latest, entries = self.max_ts, self.entries
+
+        def start(i: int) -> int:
+            # a late change may have made an entry inside the next one's span
+            return min(_start_of(entries[i]), _start_of(entries[i + 1]))
+
+        def cost(i: int) -> float:
+            end = entries[i + 1][0]
+            return (end - start(i)) / (latest - end + 1)
+
+        pairs: set[int] = set()
+        for i in sorted(range(first, len(entries) - 1), key=cost):
+            if i - 1 not in pairs and i + 1 not in pairs:
+                pairs.add(i)
+                if len(pairs) == wanted:
+                    break
+        merged: list[Entry] = []
+        i = 0
+        while i < len(entries):
+            if i in pairs:
+                (_, qty, _), (end, later_qty, _) = entries[i], entries[i + 1]
+                merged.append((end, qty + later_qty, end - start(i)))
+                i += 2
+            else:
+                merged.append(entries[i])
+                i += 1
+        return merged
+
+    def _first_counting(self) -> int:
+        """Index of the first entry that counts: those before it are pending."""
+        if self.snapshot_ts is not None:
+            return 0
+        if self.start_ts is None:
+            return len(self.entries)
+        return bisect_left(self.entries, self.start_ts, key=_ts)
 
     # --- encoding for the table (first byte: status) ----------------------------------
     def encode(self) -> bytes:
@@ -253,13 +388,19 @@ class StockState:
                 self.rate,
                 self.rate_ts,
                 self.changes,
+                _flat(self.entries),
+                self.inexact_snapshots,
+                self.inexact_ts,
             ]
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> StockState:
+        fields = orjson.loads(raw[1:])
+        # states written before entries existed: their base and fold line mean the same
+        fields += [[], 0, None][len(fields) - _FIELDS_BEFORE_ENTRIES :]
         (snapshot_ts, snapshot_value, start_ts, base, fold_ts, max_ts, rate, rate_ts,
-         changes) = orjson.loads(raw[1:])  # fmt: skip
+         changes, entries, inexact_snapshots, inexact_ts) = fields  # fmt: skip
         return cls(
             snapshot_ts,
             snapshot_value,
@@ -271,11 +412,39 @@ class StockState:
             rate_ts,
             status_of(raw),
             [(i, t, q) for i, t, q in changes],
+            _unflat(entries),
+            inexact_snapshots,
+            inexact_ts,
         )
 
 
-def _ts(item: Change) -> int:
+_FIELDS_BEFORE_ENTRIES = 9
+
+
+def _change_ts(item: Change) -> int:
     return item[1]
+
+
+def _ts(entry: Entry) -> int:
+    return entry[0]
+
+
+def _start_of(entry: Entry) -> int:
+    return entry[0] - entry[2]
+
+
+def _flat(entries: list[Entry]) -> list[int]:
+    """Entries encoded as one list: ts (as the step from the previous one), qty, span."""
+    flat: list[int] = []
+    previous = 0
+    for ts, qty, span in entries:
+        flat += (ts - previous, qty, span)
+        previous = ts
+    return flat
+
+
+def _unflat(flat: list[int]) -> list[Entry]:
+    return list(zip(accumulate(flat[0::3]), flat[1::3], flat[2::3], strict=True))
 
 
 def status_of(raw: bytes) -> Status:
@@ -400,6 +569,8 @@ def apply_changes(
         for change in key_changes:
             result = state.apply(change, seen, rules)
             out.applied[result] += 1
+            if result is Applied.INEXACT_SNAPSHOT:
+                _warn_inexact(state, change)
             changed = changed or result not in _NO_EFFECT
             if change["kind"] == "restock" and result is not Applied.DUPLICATE:
                 out.restocks[change["store_id"]] += 1
@@ -413,6 +584,20 @@ def apply_changes(
             out.transitions.append(transition)
         out.encoded[key] = state.encode()
     return out
+
+
+def _warn_inexact(state: StockState, snapshot: StockChange) -> None:
+    ts = snapshot["ts"]
+    assert state.max_ts is not None
+    log.warning(
+        "inventory: store %s sku %s: snapshot at ts %d (%d ms behind the latest change) "
+        "refused, it cannot be applied exactly: %s",
+        snapshot["store_id"],
+        snapshot["sku"],
+        ts,
+        state.max_ts - ts,
+        state.inexact_reason(ts),
+    )
 
 
 def reevaluate(

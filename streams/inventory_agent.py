@@ -51,7 +51,7 @@ TICK_S = 1.0
 REEVALUATE_MS = 10_000  # a low key is looked at again after this much event time
 CHUNK_CHANGES = 5_000  # changes applied between two waits for the changelog producer
 MAX_QUEUED_CHANGELOG = 10_000
-META_PREFIX = "#"  # store ids never start with it (CONTRACT.md §2)
+META_PREFIX = "#"  # store ids never start with it (docs/contract.md §2)
 
 StockListener = Callable[[StockStatus], Awaitable[None]]
 
@@ -73,7 +73,8 @@ class InventoryStage(BatchedStage):
         self.rules = InventoryRules(
             low_stock_minutes=settings.low_stock_minutes,
             velocity_half_life_ms=settings.velocity_half_life_ms,
-            fold_horizon_ms=settings.dedup_horizon_ms,
+            dedup_horizon_ms=settings.dedup_horizon_ms,
+            snapshot_horizon_ms=settings.snapshot_horizon_ms,
         )
         self.table = partitioned_table(app, "inventory-stock", settings.partitions)
         self.index = StockIndex()
@@ -250,7 +251,9 @@ class InventoryStage(BatchedStage):
             snapshot_ts=state.snapshot_ts,
             tracking_since_ts=state.start_ts if state.snapshot_ts is None else None,
             last_change_ts=state.max_ts,
-            pending_changes=len(state.pending),
+            pending_changes=state.pending_count,
+            inexact_snapshots=state.inexact_snapshots,
+            last_inexact_snapshot_ts=state.inexact_ts,
         )
         return body
 

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
         10_000, description="an input read to its end and quiet this long holds no window open"
     )
     dedup_horizon_ms: PositiveMs = 15 * 60_000
+    # inventory: how late (event time) a stock snapshot may arrive and still apply exactly
+    snapshot_horizon_ms: PositiveMs = 6 * 60 * 60_000
     max_future_ms: PositiveMs = 5 * 60_000
     recent_windows: int = Field(60, ge=1, le=10_000, description="closed windows kept for the API")
 
@@ -95,6 +97,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SALEWATCH_GRACE_MS must not exceed SALEWATCH_DEDUP_HORIZON_MS "
                 "(a duplicate could otherwise reach a still-open window)"
+            )
+        if self.snapshot_horizon_ms < self.dedup_horizon_ms:
+            raise ValueError(
+                "SALEWATCH_SNAPSHOT_HORIZON_MS must not be less than SALEWATCH_DEDUP_HORIZON_MS "
+                "(inventory keeps changes with their ids for the dedup horizon, without them "
+                "for the snapshot horizon)"
             )
         return self
 

@@ -8,6 +8,7 @@ import math
 import random
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,6 +145,17 @@ def test_a_late_snapshot_newer_than_the_applied_one_rebases() -> None:
     assert state.available == 28
 
 
+def test_a_snapshot_later_than_the_dedup_horizon_still_applies() -> None:
+    """Seen in practice: the snapshot reached the worker 20 minutes of event time after the
+    orders that followed it; the key must show its stock-out."""
+    table = Table()
+    table.run([snapshot(T0 - 60 * MIN, 100)] + [hold(T0 + i * MIN, 1) for i in range(1, 21)])
+    outcome = apply_changes(table, [snapshot(T0, 5)], RULES)
+    assert outcome.applied[Applied.COUNTED] == 1
+    (out,) = outcome.transitions
+    assert (out.status, out.available) == (Status.OUT, 5 - 20)
+
+
 def test_snapshots_at_the_same_ts_resolve_by_value_in_any_order() -> None:
     a, b = snapshot(T0, 7), snapshot(T0, 9)
     assert final([a, b]).available == final([b, a]).available == 9
@@ -249,42 +261,109 @@ def test_low_needs_sales_and_recovers_when_they_stop() -> None:
 # --- bounded state -----------------------------------------------------------------
 
 
-def test_old_changes_fold_into_the_base() -> None:
-    rules = InventoryRules(fold_horizon_ms=10 * MIN)
+def test_old_changes_become_entries_then_fold_into_the_base() -> None:
+    rules = InventoryRules(dedup_horizon_ms=10 * MIN, snapshot_horizon_ms=20 * MIN)
     changes = [snapshot(T0, 1000)] + [hold(T0 + i * MIN, 1) for i in range(1, 31)]
     state = final(changes, rules, batch=5)
     assert state.available == 970
-    assert all(ts > state.max_ts - 10 * MIN for _, ts, _ in state.changes)  # type: ignore[operator]
-    assert len(state.changes) == 10
-    assert state.fold_ts == T0 + 20 * MIN
+    assert [ts for _, ts, _ in state.changes] == [T0 + i * MIN for i in range(21, 31)]
+    assert state.entries == [(T0 + i * MIN, -1, 0) for i in range(11, 21)]
+    assert state.fold_ts == T0 + 10 * MIN
+    assert state.base == 990
 
 
-def test_changes_are_capped_per_key() -> None:
-    rules = InventoryRules(max_changes=50)
+def test_changes_and_entries_are_capped_per_key() -> None:
+    rules = InventoryRules(max_changes=50, max_entries=20)
     changes = [snapshot(T0, 1000)] + [hold(T0 + i, 1) for i in range(1, 201)]
     state = final(changes, rules, batch=20)
     assert state.available == 800
     assert len(state.changes) <= 50
+    assert len(state.entries) <= 20
+    assert state.fold_ts is None  # merged, not folded: a snapshot between them is refused
 
 
-def test_behind_the_fold_line_changes_still_count_and_snapshots_are_refused() -> None:
-    rules = InventoryRules(fold_horizon_ms=10 * MIN)
+def test_entries_at_the_same_ts_add_up() -> None:
+    rules = InventoryRules(dedup_horizon_ms=MIN)
+    state = final([snapshot(T0, 10), hold(T0 + 1, 1), hold(T0 + 1, 2), hold(T0 + 2 * MIN, 1)],
+                  rules, batch=4)  # fmt: skip
+    assert state.entries == [(T0 + 1, -3, 0)]
+    assert state.available == 6
+
+
+def test_behind_the_fold_line_changes_still_count_and_snapshots_are_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rules = InventoryRules(dedup_horizon_ms=10 * MIN, snapshot_horizon_ms=20 * MIN)
     table = Table()
     table.run([snapshot(T0, 100), hold(T0 + MIN, 1), hold(T0 + 30 * MIN, 1)], rules)
     assert table.state().fold_ts == T0 + MIN
-    outcome = apply_changes(table, [returned(T0 + 30_000, 5), snapshot(T0 + 40_000, 7)], rules)
+    late = [returned(T0 + 30_000, 5), snapshot(T0 + 40_000, 7, store="s1", sku="A")]
+    outcome = apply_changes(table, late, rules)
     assert outcome.applied[Applied.LATE] == 1
-    assert outcome.applied[Applied.TOO_LATE_SNAPSHOT] == 1
+    assert outcome.applied[Applied.INEXACT_SNAPSHOT] == 1
     table.update(outcome.encoded)
-    assert table.state().available == 103
+    state = table.state()
+    assert state.available == 103
+    assert (state.inexact_snapshots, state.inexact_ts) == (1, T0 + 40_000)
+    (record,) = [r for r in caplog.records if "cannot be applied exactly" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "store s1 sku A" in record.getMessage()
+    assert f"up to ts {T0 + MIN} are folded" in record.getMessage()
+    # re-sent, it is counted once
+    outcome = apply_changes(table, [snapshot(T0 + 40_000, 7)], rules)
+    assert outcome.applied[Applied.DUPLICATE] == 1
+    assert outcome.encoded == {}
+
+
+def test_a_snapshot_inside_merged_entries_is_refused_and_outside_them_applied() -> None:
+    rules = InventoryRules(dedup_horizon_ms=MIN, max_entries=2)
+    table = Table()
+    # holds at 1..4 minutes become entries; past the cap the oldest two merge
+    table.run([snapshot(T0, 100)] + [hold(T0 + i * MIN, 1) for i in range(1, 5)]
+              + [hold(T0 + 60 * MIN, 1)], rules, batch=6)  # fmt: skip
+    state = table.state()
+    assert state.entries[0][0] - state.entries[0][2] <= T0 + MIN < state.entries[0][0]
+    assert len(state.entries) == 2 and state.available == 95
+    outcome = apply_changes(table, [snapshot(T0 + MIN, 50)], rules)
+    assert outcome.applied[Applied.INEXACT_SNAPSHOT] == 1
+    table.update(outcome.encoded)
+    assert table.state().available == 95
+    assert table.state().inexact_snapshots == 1
+    # a snapshot before every merged change, or after all of them, is exact
+    table.run([snapshot(T0 + 30_000, 50)], rules)
+    assert table.state().available == 50 - 5
+    table.run([snapshot(T0 + 59 * MIN, 20)], rules)
+    assert table.state().available == 19
+    assert table.state().entries == []
+
+
+def test_a_late_change_inside_a_merged_span_keeps_the_span_whole() -> None:
+    rules = InventoryRules(dedup_horizon_ms=MIN, max_entries=2)
+    table = Table()
+    table.run([snapshot(T0, 100)] + [hold(T0 + i * MIN, 1) for i in range(1, 5)]
+              + [hold(T0 + 60 * MIN, 1)], rules, batch=6)  # fmt: skip
+    assert table.state().entries[0] == (T0 + 2 * MIN, -2, MIN)
+    table.run([hold(T0 + 90_000, 1)], rules)  # 58 minutes late, into the merged span
+    assert table.state().entries[0] == (T0 + 2 * MIN, -3, MIN)
+    outcome = apply_changes(table, [snapshot(T0 + 70_000, 50)], rules)
+    assert outcome.applied[Applied.INEXACT_SNAPSHOT] == 1
 
 
 def test_pending_changes_are_bounded_by_count_and_horizon() -> None:
-    rules = InventoryRules(fold_horizon_ms=10 * MIN, max_changes=5)
-    state = final([hold(T0 + i, 1) for i in range(20)], rules, batch=20)
+    rules = InventoryRules(dedup_horizon_ms=10 * MIN, snapshot_horizon_ms=30 * MIN,
+                           max_changes=5, max_entries=10)  # fmt: skip
+    table = Table()
+    table.run([hold(T0 + i, 1) for i in range(20)], rules, batch=20)
+    state = table.state()
     assert [ts for _, ts, _ in state.pending] == [T0 + i for i in range(15, 20)]
-    state = final([hold(T0, 1), hold(T0 + 20 * MIN, 1)], rules)
-    assert [ts for _, ts, _ in state.pending] == [T0 + 20 * MIN]
+    # past the cap the oldest are forgotten, down to 3/4 of it
+    assert [ts for ts, _, _ in state.entries] == [T0 + i for i in range(7, 15)]
+    assert state.pending_count == 13
+    table.run([restock(T0 + 7, 10)], rules)
+    assert table.state().available == 10 - 13
+    state = final([hold(T0, 1), hold(T0 + 40 * MIN, 1)], rules)
+    assert [ts for _, ts, _ in state.pending] == [T0 + 40 * MIN]
+    assert state.pending_count == 1
 
 
 def test_changes_behind_the_snapshot_are_kept_for_dedup_within_the_horizon() -> None:
@@ -304,6 +383,17 @@ def test_encoding_round_trip_and_status_byte() -> None:
     state = StockState.decode(raw)
     assert state.encode() == raw
     assert status_of(raw) is state.status is Status.LOW
+    state = StockState(snapshot_ts=T0, snapshot_value=5, changes=[("h", T0 + 10, -1)],
+                       entries=[(T0 + 5, -1, 0), (T0 + 9, 3, 2)], inexact_snapshots=2,
+                       inexact_ts=T0 + 3)  # fmt: skip
+    assert StockState.decode(state.encode()) == state
+
+
+def test_a_state_encoded_before_entries_existed_decodes() -> None:
+    old = b"o" + orjson.dumps([T0, 10, None, 7, T0 + 5, T0 + 9, 0.0, 0, [["h", T0 + 9, -1]]])
+    state = StockState.decode(old)
+    assert (state.entries, state.inexact_snapshots, state.inexact_ts) == ([], 0, None)
+    assert (state.base, state.fold_ts, state.available) == (7, T0 + 5, 6)
 
 
 # --- the index the API and the gauges read -----------------------------------------
@@ -355,13 +445,14 @@ KINDS = ["snapshot", "restock", "adjust", "hold", "release", "return"]
 
 
 @st.composite
-def histories(draw: st.DrawFn, spreads: tuple[int, ...] = (5, 100, 10 * MIN)) -> list[StockChange]:
+def histories(draw: st.DrawFn, spreads: tuple[int, ...] = (5, 100, 10 * MIN),
+              most: int = 40, kinds: list[str] = KINDS) -> list[StockChange]:  # fmt: skip
     """One key's changes over `spread` ms of event time (small spreads make ties)."""
-    n = draw(st.integers(1, 40))
+    n = draw(st.integers(1, most))
     spread = draw(st.sampled_from(spreads))
     history = []
     for i in range(n):
-        kind = draw(st.sampled_from(KINDS))
+        kind = draw(st.sampled_from(kinds))
         ts = T0 + draw(st.integers(0, spread))
         qty = draw(st.integers(0, 50) if kind == "snapshot" else st.integers(1, 10))
         if kind == "hold":
@@ -408,6 +499,73 @@ def test_folding_is_exact_while_lateness_stays_within_the_horizon(
     history: list[StockChange], rnd: random.Random, batch: int
 ) -> None:
     """Small horizon and cap: arrivals delayed by less than the horizon stay exact."""
-    rules = InventoryRules(fold_horizon_ms=2 * MIN, max_changes=10_000)
+    rules = InventoryRules(dedup_horizon_ms=2 * MIN, max_changes=10_000)
     delayed = sorted(history, key=lambda c: c["ts"] + rnd.randrange(MIN))
     check(history, delayed, rules, batch)
+
+
+@st.composite
+def late_snapshots(
+    draw: st.DrawFn, rules: InventoryRules
+) -> tuple[list[StockChange], list[StockChange]]:
+    """A history over up to 3 hours with a few snapshots, and its arrival: every change
+    less than the dedup horizon late, snapshots up to the snapshot horizon late (in event
+    time)."""
+    history = draw(histories((20 * MIN, 60 * MIN, 180 * MIN), most=80, kinds=KINDS[1:]))
+    last = max(c["ts"] for c in history)
+    for i in range(draw(st.integers(1, 4))):
+        ts, value = draw(st.integers(T0, last)), draw(st.integers(0, 50))
+        history.append(StockChange(id=f"snap{i}", store_id="s1", sku="A", ts=ts,
+                                   kind="snapshot", qty=value))  # fmt: skip
+    arrival = []
+    for c in history:
+        late = rules.snapshot_horizon_ms if c["kind"] == "snapshot" else rules.dedup_horizon_ms
+        arrival.append((c["ts"] + draw(st.integers(0, 100)) * (late - 1) // 100, c))
+    return history, [c for _, c in sorted(arrival, key=lambda item: item[0])]
+
+
+SMALL_HORIZONS = InventoryRules(dedup_horizon_ms=2 * MIN, snapshot_horizon_ms=30 * MIN,
+                                max_entries=10_000)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(late_snapshots(SMALL_HORIZONS), st.integers(1, 8))
+def test_snapshots_within_the_snapshot_horizon_apply_exactly_in_any_order(
+    case: tuple[list[StockChange], list[StockChange]], batch: int
+) -> None:
+    history, arrival = case
+    state = check(history, arrival, SMALL_HORIZONS, batch)
+    assert state.inexact_snapshots == 0
+    in_order = check(history, sorted(history, key=lambda c: c["ts"]), SMALL_HORIZONS, 1)
+    end = max(c["ts"] for c in history)
+    assert math.isclose(
+        state.velocity_per_min(end, SMALL_HORIZONS),
+        in_order.velocity_per_min(end, SMALL_HORIZONS),
+        rel_tol=1e-9,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(late_snapshots(SMALL_HORIZONS))
+def test_merging_entries_only_costs_the_snapshots_it_refuses(
+    case: tuple[list[StockChange], list[StockChange]],
+) -> None:
+    """With a tiny cap: the result is the reference without the refused snapshots."""
+    rules = InventoryRules(dedup_horizon_ms=2 * MIN, snapshot_horizon_ms=30 * MIN, max_entries=3)
+    history, arrival = case
+    first = min(history, key=lambda c: c["ts"])
+    # a snapshot first: nothing is ever pending (pending changes are forgotten, not merged)
+    arrival = [snapshot(first["ts"], 100, id="first"), *arrival]
+    table = Table()
+    refused = set()
+    for change in arrival:
+        outcome = apply_changes(table, [change], rules)
+        table.update(outcome.encoded)
+        # DUPLICATE: at the ts of the last refused one
+        if change["kind"] == "snapshot" and (
+            outcome.applied[Applied.INEXACT_SNAPSHOT] or outcome.applied[Applied.DUPLICATE]
+        ):
+            refused.add(change["id"])
+    state = table.state()
+    assert state.available == reference_available([c for c in arrival if c["id"] not in refused])
+    assert len(state.entries) <= 3

@@ -1,17 +1,23 @@
 """The inventory stage's bookkeeping without a broker: index, gauges, counters, listeners,
-and the API's query parsing. (Through Kafka: tests/integration/test_inventory_pipeline.py.)"""
+settings, the one-key lookup and the API's query parsing. (Through Kafka:
+tests/integration/test_inventory_pipeline.py.)"""
 
 from __future__ import annotations
 
 import faust
 import pytest
 
-from streams.inventory import Status, StockStatus
+from streams.errors import ConfigError
+from streams.inventory import Status, StockStatus, apply_changes
 from streams.inventory_agent import InventoryStage
 from streams.inventory_api import parse_limit, parse_statuses
 from streams.metrics import Metrics
 from streams.settings import load_settings
+from streams.stock_changes import StockChange
 from streams.topics import Topics
+
+HOUR = 3_600_000
+T0 = 1_700_000_000_000
 
 
 @pytest.fixture
@@ -63,6 +69,30 @@ async def test_gauges_counters_and_listeners_follow_transitions(stage: Inventory
     assert value(stage, "salewatch_stock_out_skus", "s1") == 0
     assert value(stage, "salewatch_stock_out_skus", "other") == 0
     assert stage.flagged("s1", [Status.OUT]) == []
+
+
+def test_the_horizons_come_from_the_settings(stage: InventoryStage) -> None:
+    assert stage.rules.dedup_horizon_ms == stage.settings.dedup_horizon_ms == HOUR // 4
+    assert stage.rules.snapshot_horizon_ms == stage.settings.snapshot_horizon_ms == 6 * HOUR
+    with pytest.raises(ConfigError, match=r"SALEWATCH_SNAPSHOT_HORIZON_MS .* SALEWATCH_DEDUP"):
+        load_settings(snapshot_horizon_ms=HOUR // 4 - 1)
+
+
+def stock(kind: str, ts: int, qty: int) -> StockChange:
+    return StockChange(id=f"{kind}-{ts}", store_id="s1", sku="A", ts=ts, kind=kind, qty=qty)
+
+
+def test_lookup_shows_the_snapshots_refused_as_inexact(stage: InventoryStage) -> None:
+    table = stage.table.data
+    for batch in (
+        [stock("snapshot", T0, 10), stock("hold", T0 + 5, -1), stock("hold", T0 + 7 * HOUR, -1)],
+        [stock("snapshot", T0 + 2, 50)],  # 7 hours late: the first hold is folded
+    ):
+        table.update(apply_changes(table, batch, stage.rules).encoded)
+    body = stage.lookup("s1", "A")
+    assert body is not None
+    assert (body["available"], body["snapshot_ts"]) == (8, T0)
+    assert (body["inexact_snapshots"], body["last_inexact_snapshot_ts"]) == (1, T0 + 2)
 
 
 def test_query_parsing() -> None:
