@@ -183,10 +183,9 @@ class FunnelEvaluator:
             refunds, paid = sums.pop(start)
             if detector.next_start is not None and start < detector.next_start:
                 continue
-            if refunds or paid:
-                detector.last_active_ms = start
-            ctx = self.context(store_id, "", start)
-            out.signals.extend(detector.evaluate(start, refunds, paid, ctx))
+            view = WindowView(store_id, "", start, start + self.window_ms, {"pay": paid}, paid,
+                              refund_requested=refunds)  # fmt: skip
+            out.signals.extend(detector.evaluate(view, self.context(store_id, "", start)))
             detector.next_start = start + self.window_ms
             out.stores.add(store_id)
         if not sums:

@@ -157,7 +157,8 @@ class AlertStage:
                 update.extend(self._apply(self._stock_signals(StockStatus.from_dict(body)), q))
             else:
                 labels = {"store_id": store_id, "sku": sku}
-                gone = Signal(alert.alertname, labels, False, alert.event_starts_ms)
+                gone = Signal(alertname=alert.alertname, labels=labels, firing=False,
+                              event_ms=alert.event_starts_ms)  # fmt: skip
                 update.extend(self._apply([gone], q))
         await self._commit(update)
 

@@ -1,7 +1,9 @@
-"""Detector thresholds: CONTRACT.md §5 defaults, overridable per campaign file and phase.
+"""Detector thresholds: the contract's defaults, overridable per campaign file and phase.
 
-Volumes are absolute counts per window (statistical power depends on counts, not on rates),
-so shorter windows need lower volume thresholds. docs/alerts.md explains each value.
+No volume gates: every series is judged by a one-sided test against its baseline. A
+`pool_volume` is how much denominator a judgement aims for: a series that has less in one
+window is judged over up to `pooling.max_windows` consecutive windows (statistical power
+depends on counts, not on rates). docs/alerts.md explains each value.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "ConversionRule",
     "HysteresisRule",
     "PaymentRule",
+    "Pooling",
     "RefundRule",
     "Significance",
     "StockRule",
@@ -50,11 +53,20 @@ class HysteresisRule(_Model):
 
 
 class Significance(_Model):
-    """`alpha`: the chance that a key with no real change fires at all in `horizon_s`;
-    each window's one-sided test runs at the level that keeps to it (alerts.significance)."""
+    """`alpha`: the false-alarm budget of one series (an alert name and its labels: a store
+    x channel x stage): the chance that it fires at all in `horizon_s` without a real
+    change. Each window's tests share it (alerts.detectors.base.Context.level)."""
 
-    alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.01
+    alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.001
     horizon_s: Annotated[float, Field(gt=0)] = 86_400.0
+
+
+class Pooling(_Model):
+    """A series short of its rule's `pool_volume` in the last window is also judged over
+    the last 2, 3, ... consecutive windows, up to the first span that reaches it and at
+    most `max_windows`; each span tested costs its share of the window's level."""
+
+    max_windows: Annotated[int, Field(ge=1, le=60)] = 5
 
 
 class Baseline(_Model):
@@ -84,31 +96,28 @@ class ConversionRule(_Model):
     min_relative_drop: Annotated[Probability, Field(gt=0, le=1)] = 0.30
     critical_relative_drop: Annotated[Probability, Field(gt=0, le=1)] = 0.60
     critical_stages: tuple[Stage, ...] = ("order", "pay")
-    min_volume: Annotated[int, Field(ge=1)] = 100  # previous-stage count in the window
+    pool_volume: Annotated[int, Field(ge=1)] = 100  # previous-stage count a judgement aims for
     hysteresis: HysteresisRule = HysteresisRule()
 
 
 class PaymentRule(_Model):
     min_rate: Annotated[Probability, Field(ge=0, le=1)] = 0.10
     baseline_factor: Annotated[float, Field(ge=1)] = 3.0
-    min_attempts: Annotated[int, Field(ge=1)] = 50
+    pool_volume: Annotated[int, Field(ge=1)] = 50  # payment attempts
     hysteresis: HysteresisRule = HysteresisRule()
 
 
 class RefundRule(_Model):
-    """Refunds follow payments by minutes to days, so the store's rate is taken over the
-    last `span_windows` windows (refunds and paid orders alike)."""
+    """Refund requests per paid order of a store (its channels summed)."""
 
     baseline_factor: Annotated[float, Field(ge=1)] = 3.0
-    min_paid: Annotated[int, Field(ge=1)] = 50
-    min_refunds: Annotated[int, Field(ge=1)] = 10
-    span_windows: Annotated[int, Field(ge=1, le=1000)] = 5
+    pool_volume: Annotated[int, Field(ge=1)] = 50  # paid orders
     hysteresis: HysteresisRule = HysteresisRule()
 
 
 class TrafficRule(_Model):
     min_relative_drop: Annotated[Probability, Field(gt=0, le=1)] = 0.80
-    min_expected: Annotated[float, Field(gt=0)] = 20.0  # expected clicks per window
+    pool_volume: Annotated[float, Field(gt=0)] = 20.0  # expected clicks
     hysteresis: HysteresisRule = HysteresisRule(fire_k=2, fire_n=2, resolve_m=2)
     forget_after_s: Annotated[float, Field(gt=0)] = 6 * 3600.0  # silent this long: forgotten
 
@@ -125,6 +134,7 @@ class Thresholds(_Model):
     significance: Significance = Significance()
     baseline: Baseline = Baseline()
     transition: Transition = Transition()
+    pooling: Pooling = Pooling()
     conversion: ConversionRule = ConversionRule()
     payment_failure: PaymentRule = PaymentRule()
     refund: RefundRule = RefundRule()

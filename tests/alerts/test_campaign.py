@@ -70,17 +70,17 @@ def test_windows_near_a_boundary_are_flagged_with_the_settle_time(tmp_path: Path
 
 def test_phase_thresholds_override_file_defaults_later_phases_win(tmp_path: Path) -> None:
     c = calendar(tmp_path, {
-        "thresholds": {"payment_failure": {"min_attempts": 20}},
+        "thresholds": {"payment_failure": {"pool_volume": 20}},
         "phases": [
             phase("a", 0, 10, thresholds={"conversion": {"min_relative_drop": 0.4}}),
             phase("b", 5, 10, thresholds={"conversion": {"min_relative_drop": 0.5}}),
         ],
     })  # fmt: skip
-    assert c.defaults.payment_failure.min_attempts == 20
+    assert c.defaults.payment_failure.pool_volume == 20
     assert c.thresholds("s", "app", T0, T0 + MIN).conversion.min_relative_drop == 0.4
     late = c.thresholds("s", "app", T0 + 6 * MIN, T0 + 7 * MIN)
     assert late.conversion.min_relative_drop == 0.5
-    assert late.payment_failure.min_attempts == 20
+    assert late.payment_failure.pool_volume == 20
     assert c.thresholds("s", "app", T0 - MIN, T0).conversion.min_relative_drop == 0.3
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.campaign import Calendar, CampaignFile
-from alerts.detectors import ChannelDetector, StoreDetector
+from alerts.detectors import ChannelDetector, Sample, StoreDetector, TrackKey
 from alerts.evaluation import DEFER_WINDOWS, FunnelEvaluator, Witness
 
 W = 10_000
 CALENDAR = Calendar.build(CampaignFile())
+TRAFFIC = TrackKey.of("TrafficDrop", {"store_id": "s1", "channel": "app"})
 
 
 def record(store: str, channel: str, i: int, clicks: int = 200, **extra: Any) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def test_a_jump_of_the_frontier_judges_a_bounded_number_of_windows() -> None:
     for i in range(10, 1_000):
         evaluator.witness.add(i * W)
     evaluator.advance(1_000 * W)
-    recent = evaluator.channels["s1", "app"].tracks["traffic"].hysteresis.recent
+    recent = evaluator.channels["s1", "app"].tracks[TRAFFIC].hysteresis.recent
     assert recent[-1][0] == 999 * W
     assert evaluator.channels["s1", "app"].next_start == 1_000 * W
     assert len(evaluator.witness.starts) <= 4_096
@@ -100,7 +101,8 @@ def test_refunds_are_summed_over_the_channels_of_the_store() -> None:
     keys = [("s1", "app"), ("s1", "web")]
     run(evaluator, range(12), keys)
     store = evaluator.stores["s1"]
-    assert store.trailing[-1] == (0, 2 * (200 // 12))
+    refunds = store.tracks[TrackKey.of("RefundSurge", {"store_id": "s1"})]
+    assert refunds.pool[-1] == Sample(0, 2 * (200 // 12))
 
 
 def test_windows_arrive_in_any_order_and_are_judged_once() -> None:
@@ -109,11 +111,11 @@ def test_windows_arrive_in_any_order_and_are_judged_once() -> None:
         evaluator.add(record("s1", "app", i))
     evaluator.advance(3 * W)
     detector = evaluator.channels["s1", "app"]
-    assert [start for start, _ in detector.tracks["traffic"].hysteresis.recent] == [0, W, 2 * W]
+    assert [start for start, _ in detector.tracks[TRAFFIC].hysteresis.recent] == [0, W, 2 * W]
     assert detector.next_start == 3 * W
     evaluator.add(record("s1", "app", 1))  # a window before the frontier: ignored
     evaluator.advance(4 * W)  # window 3 had no events anywhere: it waits for a witness
-    recent = detector.tracks["traffic"].hysteresis.recent
+    recent = detector.tracks[TRAFFIC].hysteresis.recent
     assert [start for start, _ in recent] == [0, W, 2 * W]
     evaluator.advance((4 + DEFER_WINDOWS) * W)  # none came: skipped, not judged
     assert len(recent) == 3 and detector.next_start == 4 * W

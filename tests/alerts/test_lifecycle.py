@@ -13,12 +13,19 @@ NOW_MS = 1_795_633_000_000  # the wall clock, weeks later (a replay)
 
 
 def fire(severity: str = "critical", **labels: str) -> Signal:
-    return Signal("ConversionDrop", labels or LABELS, True, EVENT_MS, severity,
-                  "Conversion into order down 90%", "details", {"observed": "0.04"})  # fmt: skip
+    return Signal(alertname="ConversionDrop", labels=labels or LABELS, firing=True,
+                  event_ms=EVENT_MS, severity=severity, summary="Conversion into order down 90%",
+                  description="details", details={"observed": "0.04"})  # fmt: skip
 
 
 def resolve(hold_s: float = 0.0) -> Signal:
-    return Signal("ConversionDrop", LABELS, False, EVENT_MS + 600_000, resolve_hold_s=hold_s)
+    return Signal(
+        alertname="ConversionDrop",
+        labels=LABELS,
+        firing=False,
+        event_ms=EVENT_MS + 600_000,
+        resolve_hold_s=hold_s,
+    )
 
 
 def test_fires_once_then_resolves_once() -> None:

@@ -56,8 +56,9 @@ def alerts(n: int, book: AlertBook | None = None) -> list[Alert]:
     book = book or AlertBook("http://g")
     out = []
     for i in range(n):
-        signal = Signal("StockOut", {"store_id": "s1", "sku": f"k{i}"}, True, 0, "critical",
-                        "out", "out of stock")  # fmt: skip
+        signal = Signal(alertname="StockOut", labels={"store_id": "s1", "sku": f"k{i}"},
+                        firing=True, event_ms=0, summary="out",
+                        description="out of stock")  # fmt: skip
         out.extend(book.apply(signal, 0, int(time.time() * 1000)).published)
     return out
 
@@ -142,8 +143,10 @@ async def test_the_newest_state_of_an_alert_replaces_an_undelivered_one() -> Non
     metrics = Metrics()
     book = AlertBook("http://g")
     (firing,) = alerts(1, book)
-    (resolved,) = book.apply(Signal("StockOut", {"store_id": "s1", "sku": "k0"}, False, 1),
-                             0, int(time.time() * 1000)).published  # fmt: skip
+    gone = Signal(
+        alertname="StockOut", labels={"store_id": "s1", "sku": "k0"}, firing=False, event_ms=1
+    )
+    (resolved,) = book.apply(gone, 0, int(time.time() * 1000)).published
     server = FakeAlertmanager()
     async with server.serve(free_port()) as url:
         n = notifier(url, metrics)

@@ -22,12 +22,12 @@ from tests.support.kafka import consume
 
 T = TypeVar("T")
 
-# Test windows are 10 s, a sixth of the default minute: volume thresholds are scaled down
+# Test windows are 10 s, a sixth of the default minute: the pool volumes are scaled down
 # with them (statistical power depends on counts per window, see docs/alerts.md).
 TEST_THRESHOLDS: dict[str, Any] = {
-    "conversion": {"min_volume": 15},
-    "payment_failure": {"min_attempts": 20},
-    "refund": {"min_paid": 20, "min_refunds": 5},
+    "conversion": {"pool_volume": 15},
+    "payment_failure": {"pool_volume": 20},
+    "refund": {"pool_volume": 20},
 }
 
 
