@@ -113,6 +113,29 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool not installed")
+def test_alertmanager_variant_routes_the_same_and_delivers_nothing(tmp_path: Path) -> None:
+    shipped_file = REPO / "alerts" / "alertmanager.yml"
+    variant = tmp_path / "alertmanager.yml"
+    variant.write_text(
+        devstack.dev_alertmanager_config(shipped_file.read_text(), shipped_file.parent)
+    )
+    result = subprocess.run(
+        ["amtool", "check-config", str(variant)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 templates" not in result.stdout  # template paths made absolute
+    shipped, derived = yaml.safe_load(shipped_file.read_text()), yaml.safe_load(variant.read_text())
+    assert derived["route"] == shipped["route"]
+    assert derived["inhibit_rules"] == shipped["inhibit_rules"]
+    assert derived["receivers"] == [{"name": r["name"]} for r in shipped["receivers"]]
+
+
+def test_alertmanager_variant_needs_receivers_last() -> None:
+    with pytest.raises(devstack.StackError, match="last top-level key"):
+        devstack.dev_alertmanager_config("receivers:\n  - name: x\nroute: {}\n", REPO)
+
+
 def test_cluster_ids_look_like_kafka_uuids() -> None:
     for _ in range(200):
         cluster_id = devstack.new_cluster_id()
