@@ -23,6 +23,10 @@ def _checkout(w: WindowTruth) -> tuple[int, int | None]:
     return w.counts["order"], w.counts["cart"]
 
 
+def _paying(w: WindowTruth) -> tuple[int, int | None]:
+    return w.counts["pay"], w.counts["order"]
+
+
 def _refunds(w: WindowTruth) -> tuple[int, int | None]:
     return w.refund_requested, w.counts["pay"]
 
@@ -79,6 +83,11 @@ def _alerts_of(incident: ResolvedIncident) -> list[tuple[str, dict[str, str], _M
     if incident.kind is IncidentKind.BROKEN_CHECKOUT:
         return [
             ("ConversionDrop", {"store_id": store, "channel": channel, "stage": "order"}, _checkout)
+            for channel in incident.channels
+        ]
+    if incident.kind is IncidentKind.BROKEN_PAY:
+        return [
+            ("ConversionDrop", {"store_id": store, "channel": channel, "stage": "pay"}, _paying)
             for channel in incident.channels
         ]
     if incident.kind is IncidentKind.REFUND_WAVE:

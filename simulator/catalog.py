@@ -81,6 +81,9 @@ class Catalog:
 
 
 def _store_weights(config: ScenarioConfig) -> tuple[float, ...]:
+    if config.store_weights is not None:
+        total = sum(config.store_weights)
+        return tuple(weight / total for weight in config.store_weights)
     if config.stores == 1:
         return (1.0,)
     rest = [1.0 / index for index in range(1, config.stores)]

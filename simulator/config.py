@@ -35,6 +35,7 @@ class IncidentKind(enum.StrEnum):
     SELLOUT = "sellout"  # a hot SKU of a store sells out while orders keep coming
     PAYMENT_OUTAGE = "payment_outage"  # one store x channel: most payment attempts fail
     BROKEN_CHECKOUT = "broken_checkout"  # one store (all or one channel): cart -> order collapses
+    BROKEN_PAY = "broken_pay"  # like broken_checkout at the pay step: no payment is attempted
     REFUND_WAVE = "refund_wave"  # one store: refund requests x5
     TRAFFIC_STOP = "traffic_stop"  # one store x channel: no more events
 
@@ -53,6 +54,7 @@ _DEFAULT_FACTOR = {
     IncidentKind.SELLOUT: 10.0,  # extra impressions/s on the hot SKU during the incident
     IncidentKind.PAYMENT_OUTAGE: 0.85,  # probability that a payment attempt fails
     IncidentKind.BROKEN_CHECKOUT: 0.05,  # multiplier of the cart -> order probability
+    IncidentKind.BROKEN_PAY: 0.05,  # multiplier of the probability of a payment attempt
     IncidentKind.REFUND_WAVE: 5.0,  # multiplier of the refund probability
     IncidentKind.TRAFFIC_STOP: 0.0,  # multiplier of the traffic
 }
@@ -197,6 +199,7 @@ class ScenarioConfig:
     base_rate: float = 200.0  # events/s at the normal level, all stores and channels
     stores: int = 4
     flagship_share: float = 0.5  # store 0's share of the traffic
+    store_weights: tuple[float, ...] | None = None  # explicit shares per store (relative)
     channels: tuple[str, ...] = CHANNELS
     channel_weights: tuple[float, ...] = _CHANNEL_WEIGHTS
     skus_per_store: int = 2000
@@ -251,6 +254,11 @@ class ScenarioConfig:
         need(self.base_rate > 0, "base_rate must be positive")
         need(self.stores >= 1, "stores must be >= 1")
         need(0 < self.flagship_share <= 1, "flagship_share must be in (0, 1]")
+        need(
+            self.store_weights is None
+            or (len(self.store_weights) == self.stores and all(w > 0 for w in self.store_weights)),
+            "store_weights: one positive weight per store",
+        )
         need(len(self.channels) >= 1, "need at least one channel")
         need(len(set(self.channels)) == len(self.channels), "channels must be distinct")
         need(

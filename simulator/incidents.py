@@ -48,6 +48,7 @@ class IncidentPlan:
         self._traffic: dict[tuple[int, int], _Intervals] = {}
         self._payment: dict[tuple[int, int], _Intervals] = {}
         self._checkout: dict[tuple[int, int], _Intervals] = {}
+        self._pay: dict[tuple[int, int], _Intervals] = {}
         self._refund: dict[int, _Intervals] = {}
         taken: dict[int, set[int]] = {}
         for incident in config.incidents:
@@ -64,6 +65,9 @@ class IncidentPlan:
             elif resolved.kind is IncidentKind.BROKEN_CHECKOUT:
                 for channel in channel_indexes:
                     self._checkout.setdefault((resolved.store, channel), []).append(interval)
+            elif resolved.kind is IncidentKind.BROKEN_PAY:
+                for channel in channel_indexes:
+                    self._pay.setdefault((resolved.store, channel), []).append(interval)
             elif resolved.kind is IncidentKind.REFUND_WAVE:
                 self._refund.setdefault(resolved.store, []).append(interval)
 
@@ -90,6 +94,10 @@ class IncidentPlan:
 
     def checkout_factor(self, store: int, channel: int, ts_ms: int) -> float:
         return _product(self._checkout.get((store, channel)), ts_ms)
+
+    def pay_factor(self, store: int, channel: int, ts_ms: int) -> float:
+        """Multiplier of the chance that an order created now gets a payment attempt."""
+        return _product(self._pay.get((store, channel)), ts_ms)
 
     def refund_factor(self, store: int, ts_ms: int) -> float:
         return _product(self._refund.get(store), ts_ms)
@@ -124,7 +132,7 @@ def _resolve(
     sku_rank: int | None = None
     if kind in (IncidentKind.PAYMENT_OUTAGE, IncidentKind.TRAFFIC_STOP):
         channels = (incident.channel or config.channels[0],)
-    elif kind is IncidentKind.BROKEN_CHECKOUT:
+    elif kind in (IncidentKind.BROKEN_CHECKOUT, IncidentKind.BROKEN_PAY):
         channels = (incident.channel,) if incident.channel else config.channels
     elif kind is IncidentKind.SELLOUT:
         used = taken.setdefault(incident.store, set())

@@ -317,7 +317,7 @@ class Shoppers:
         paid_ts = None
         t = float(created_ts)
         last_ts = created_ts
-        if rnd() < funnel.attempt:
+        if rnd() < funnel.attempt * self._plan.pay_factor(store, channel, created_ts):
             t += 100.0 + expo(1 / 400.0)
             for attempt in range(1, funnel.max_attempts + 1):
                 ts = sink.place(t)
