@@ -109,6 +109,7 @@ def test_every_rejection_reaches_the_dead_letter_topic_oversized_ones_truncated(
     bootstrap = workers.stack.kafka_bootstrap
     clicks, deadletter = workers.input_topic("clicks"), workers.output_topic("deadletter")
     create_topic(bootstrap, clicks, **{"max.message.bytes": str(4 * MIB)})
+    create_topic(bootstrap, workers.input_topic("carts"), **{"max.message.bytes": "1024"})
     worker = workers.start(ingest_token=TOKEN)
 
     # Over HTTP: a body under the 1 MiB limit whose dead letter (with headers) is over it.
@@ -116,6 +117,10 @@ def test_every_rejection_reaches_the_dead_letter_topic_oversized_ones_truncated(
     status, answer = post(worker, "/ingest/clicks", http_body)
     assert status == 400, answer
     assert answer["errors"][0]["reason"] == "invalid_json"
+    # A valid batch its input topic can never take: not "retry later".
+    status, answer = post(worker, "/ingest/carts", orjson.dumps([make_event("cart_add")] * 20))
+    assert status == 413, answer
+    assert "too large" in answer["error"]
 
     oversized: dict[bytes | None, bytes] = {
         b"big-0": b"[" + b"x" * (MIB - 1),  # invalid_json, exactly 1 MiB
@@ -187,8 +192,15 @@ def test_a_refused_dead_letter_is_not_committed_health_fails_then_recovers(
     set_topic_config(bootstrap, deadletter, **{"max.message.bytes": str(MIB)})
     wait_until(lambda: worker.get("/health")[0] == 200)
     wait_until(lambda: committed(bootstrap, group).get(bad_input, 0) > bad.offset)
-    [letter] = consume(bootstrap, deadletter, expected=1)
-    assert letter.value == b"{" + b"q" * 4096
-    assert total(worker, "salewatch_deadletter_total") == 1
     wait_until(lambda: total(worker, "salewatch_events_total", topic=clicks) == 20)
+    assert total(worker, "salewatch_deadletter_total") == 1
+
+    # The new producer is not wedged: dead letters reach every partition.
+    produce(bootstrap, clicks, [(f"k{i}".encode(), b"{later %d" % i) for i in range(100)])
+    wait_until(lambda: total(worker, "salewatch_deadletter_total") == 101)
+    letters = consume(bootstrap, deadletter, expected=101)
+    assert len(letters) == end_offsets_total(bootstrap, deadletter) == 101
+    assert [r.value for r in letters if r.value.startswith(b"{q")] == [b"{" + b"q" * 4096]
+    assert {r.partition for r in letters if r.value.startswith(b"{later")} == {0, 1, 2, 3}
+    assert worker.get("/health")[0] == 200
     assert worker.process.poll() is None  # the worker itself never restarted
