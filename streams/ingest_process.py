@@ -229,6 +229,8 @@ class RoutedProducer:
         ]
         failed = [(topic, error) for topic, error in errors if error is not None]
         if failed:
+            # the unanswered ones settle when restart() stops their producer
+            self._pending = [(topic, future) for topic, future in pending if not future.done()]
             raise DeliveryFailed(Counter(topic for topic, _ in failed), failed[0][1])
 
     async def _send(self, topic: str, value: bytes, **options: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,13 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from streams import ingest_process
 from streams.ingest import IngestResult
-from streams.ingest_process import DeliveryFailed, InputProgress, RoutedProducer
+from streams.ingest_process import (
+    RETRY_BACKOFF_S,
+    DeliveryFailed,
+    IngestLoop,
+    InputProgress,
+    RoutedProducer,
+)
 from streams.ingest_supervisor import IngestServer
 from streams.metrics import Metrics
 from streams.settings import load_settings
@@ -86,3 +93,14 @@ def test_reading_again_from_the_last_commit_starts_from_its_stream_time() -> Non
     progress.observe(IngestResult(max_ts={"shop.clicks:0": 90_000, "shop.carts:1": 5}), [])
     progress.rewind()
     assert progress.max_ts == {"shop.clicks:0": 1_000}
+
+
+async def test_after_the_last_pause_stage_1_gives_up_loudly() -> None:
+    failed: list[Counter[str]] = []
+    link = SimpleNamespace(send_failed=failed.append)
+    loop = IngestLoop(load_settings(), link)  # type: ignore[arg-type]
+    loop._failures = len(RETRY_BACKOFF_S)
+    failure = DeliveryFailed(Counter({"salewatch.events": 4}), MessageSizeTooLargeError())
+    with pytest.raises(DeliveryFailed):
+        await loop._recover(failure)
+    assert failed == [{"salewatch.events": 4}]  # counted before giving up
