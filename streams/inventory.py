@@ -163,9 +163,11 @@ class StockState:
 
     @property
     def available(self) -> int:
-        # every entry is after the fold line; those before the first counting one are pending
-        counted = sum(qty for _, qty, _ in self.entries[self._first_counting() :])
-        return self.base + counted + sum(qty for _, ts, qty in self.changes if self._counts(ts))
+        total = self.base + sum(qty for _, ts, qty in self.changes if self._counts(ts))
+        if self.entries:
+            # all after the fold line; those before the first counting one are pending
+            total += sum(qty for _, qty, _ in self.entries[self._first_counting() :])
+        return total
 
     @property
     def pending(self) -> list[Change]:
@@ -273,7 +275,7 @@ class StockState:
     def compact(self, rules: InventoryRules) -> None:
         """Changes behind the dedup horizon (or past `max_changes`) become entries, entries
         behind the snapshot horizon are folded, and entries past `max_entries` merged."""
-        if self.max_ts is None:
+        if self.max_ts is None or not (self.changes or self.entries):
             return
         self._changes_to_entries(rules)
         self._fold(bisect_right(self.entries, self.max_ts - rules.snapshot_horizon_ms, key=_ts))
