@@ -39,10 +39,12 @@ class _Model(BaseModel):
 
 class HysteresisRule(_Model):
     """Fire after `fire_k` breaching windows among the last `fire_n`; resolve after
-    `resolve_m` clean windows in a row."""
+    `resolve_m` clean windows in a row. Ratio alerts fire on the first breach: a breach is
+    already significant at the series' daily budget, and a thin series' breach already
+    pools several windows; more would only delay the page."""
 
-    fire_k: Annotated[int, Field(ge=1, le=16)] = 2
-    fire_n: Annotated[int, Field(ge=1, le=16)] = 3
+    fire_k: Annotated[int, Field(ge=1, le=16)] = 1
+    fire_n: Annotated[int, Field(ge=1, le=16)] = 1
     resolve_m: Annotated[int, Field(ge=1, le=1000)] = 3
 
     @model_validator(mode="after")
@@ -111,7 +113,8 @@ class RefundRule(_Model):
     """Refund requests per paid order of a store (its channels summed)."""
 
     baseline_factor: Annotated[float, Field(ge=1)] = 3.0
-    pool_volume: Annotated[int, Field(ge=1)] = 50  # paid orders
+    # paid orders: refunds are rare (~3%), so a judgement needs many orders to see a wave
+    pool_volume: Annotated[int, Field(ge=1)] = 500
     hysteresis: HysteresisRule = HysteresisRule()
 
 

@@ -1,4 +1,4 @@
-"""The `salewatch` command: worker, simulate, emit."""
+"""The `salewatch` command: worker, simulate, emit, backtest."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS = {
     "simulate": ("simulator.cli", "generate Double 11 traffic with ground truth"),
     "emit": ("sdk.cli", "send events from a JSON-lines file or stdin"),
+    "backtest": ("alerts.backtest", "replay windows through the alert detectors, score them"),
 }
 
 
