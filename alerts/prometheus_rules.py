@@ -490,8 +490,9 @@ def watchdog() -> AlertingRule:
         summary="Alerting pipeline heartbeat; always firing.",
         description=(
             "This alert fires all the time so that the path Prometheus -> Alertmanager ->"
-            " receiver can be checked end to end. Alertmanager routes it to the `null`"
-            " receiver, or to a dead man's switch that pages when it stops arriving."
+            " receiver can be checked end to end. Alertmanager routes it every minute to the"
+            " `deadmans-switch` receiver, a webhook to a heartbeat service that pages when it"
+            " stops arriving."
         ),
     )
 
