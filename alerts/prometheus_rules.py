@@ -73,8 +73,8 @@ class PlatformConfig:
     # SalewatchNoEvents: no valid event within the window while some worker is up.
     no_events_window: timedelta = timedelta(minutes=5)
     no_events_for: timedelta = timedelta(minutes=5)
-    # SalewatchEventsUnaccounted: events read minus their outcomes over the window above
-    # ratio x events read + slack (in-flight events at the window's edges are not a loss) ...
+    # SalewatchEventsUnaccounted: on a topic, events read minus their outcomes over the
+    # window above ratio x events read + a slack of events ...
     unaccounted_window: timedelta = timedelta(minutes=15)
     unaccounted_ratio: float = 0.01
     unaccounted_slack_events: int = 100
