@@ -23,7 +23,7 @@ MINIAPP = {"store_id": "store-001", "channel": "miniapp", "stage": "order"}
 def scenario() -> Scenario:
     # store 1's miniapp: ~300 clicks, ~60 carts a minute; its checkout breaks for 6 minutes
     config = ScenarioConfig(
-        seed=11, duration_s=START_S + 420, base_rate=520, stores=2, store_weights=(1, 3),
+        seed=11, duration_s=START_S + 420, base_rate=400, stores=2, store_weights=(1, 3),
         skus_per_store=300, flash_sales=(), rush_multiplier=1.0,
         incidents=(Incident("broken_checkout", START_S, START_S + 360, store=1,
                             channel="miniapp"),),
