@@ -68,9 +68,12 @@ class KeyDetectors(ABC):
         }
 
     def _load(self, data: dict[str, Any]) -> None:
+        tracks = data["tracks"]
+        # a dict: state of the detectors before tracks had keys (alerts/detectors.py); its
+        # series start over and re-learn their baselines
         self.tracks = {
             TrackKey.of(alertname, labels): Track.from_json(raw)
-            for alertname, labels, raw in data["tracks"]
+            for alertname, labels, raw in (tracks if isinstance(tracks, list) else ())
         }
         self.next_start = data["next"]
         self.last_active_ms = data["active"]

@@ -239,6 +239,11 @@ def test_detectors_survive_a_round_trip() -> None:
     store = StoreDetector(store_id="s1")
     store.evaluate(refunds(0, 1, 10), ctx())
     assert StoreDetector.from_json(store.to_json()) == store
+    # state persisted by the detectors before this package: the key starts over
+    old = {"store_id": "s1", "channel": "app", "tracks": {"traffic": {}}, "next": 60_000,
+           "active": 0}  # fmt: skip
+    fresh = ChannelDetector("s1", next_start=60_000, last_active_ms=0, channel="app")
+    assert ChannelDetector.from_json(old) == fresh
 
 
 def status(state: Status, available: int, minutes: float | None = None) -> StockStatus:
