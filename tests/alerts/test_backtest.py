@@ -72,16 +72,22 @@ def test_the_command_scores_a_windows_file_against_labelled_incidents(
     assert "FAILED: ConversionDrop recall 50% < 100%" in out
 
 
+@pytest.mark.parametrize(
+    ("incident", "alert"),
+    [("payment_outage", "PaymentFailureSpike"), ("broken_pay", "ConversionDrop")],
+)
 def test_the_command_generates_a_scenario_and_checks_its_expected_alerts(
-    capsys: pytest.CaptureFixture[str],
+    incident: str, alert: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scenario = ("--duration 1080 --rate 150 --stores 2 --skus 300 --rush-minutes 0"
-                " --incident payment_outage@720-1020:store=0,channel=app")  # fmt: skip
+                f" --incident {incident}@720-1020:store=0,channel=app")  # fmt: skip
     code = run_cli(["backtest", "--scenario", scenario, "--min-recall", "1",
                     "--max-false-per-hour", "0", "--max-delay-windows", "3"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "| PaymentFailureSpike | 1 | 1 | 100% |" in out
+    assert f"| {alert} | 1 | 1 | 100% |" in out
+    if incident == "broken_pay":  # the checkout broke at the pay step, not before
+        assert "ConversionDrop{channel=app,stage=pay,store_id=store-000}" in out
 
 
 def run_cli(argv: list[str]) -> int:
