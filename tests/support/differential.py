@@ -238,14 +238,8 @@ def run_schedule(
 ) -> RunResult:
     """Run one schedule on fresh topics; stops its workers and deletes its topics after."""
     scenario = generate(schedule.config())
-    return run_scenario(stack, tmp, schedule, scenario, timeout_s)
-
-
-def run_scenario(
-    stack: Stack, tmp: Path, schedule: Schedule, scenario: Scenario, timeout_s: float = 240.0
-) -> RunResult:
-    """`run_schedule` with the scenario given (it must be `schedule.config()`'s)."""
     started = time.monotonic()
+    tmp.mkdir(parents=True, exist_ok=True)
     factory = WorkerFactory(stack, tmp)
     restarts: list[threading.Thread] = []
 
