@@ -8,7 +8,8 @@ came out ~17% short, in some runs only (a race). Every final window must equal t
 truth, once; the outcome counters must add up to the truth's outcome of every delivery.
 
 The reported volume (0.6M events) is kept: before the fix, at 180k events three runs of
-three were exact; at 0.6M one run of two lost 16 windows (a quarter of their events).
+three were exact; at 0.6M two runs of three came out short (16 and 4 windows of the
+flagship store, whose events every stage-2 partition shares, each about a quarter short).
 """
 
 from __future__ import annotations
