@@ -1,4 +1,4 @@
-"""The five input topics (by suffix) and the event types each carries (CONTRACT.md §1)."""
+"""The five input topics (by suffix) and the event types each carries (docs/contract.md)."""
 
 from __future__ import annotations
 

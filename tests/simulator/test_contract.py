@@ -1,4 +1,4 @@
-"""Every generated event obeys CONTRACT.md §1-2 (own checks, then the pydantic models)."""
+"""Every generated event obeys docs/contract.md (own checks, then the pydantic models)."""
 
 from __future__ import annotations
 
