@@ -15,8 +15,11 @@ import dataclasses
 
 import orjson
 import pytest
+import yaml  # type: ignore[import-untyped]
 
+from alerts.clock import iso_ms
 from simulator import Incident, Scenario, ScenarioConfig, generate, produce
+from streams.cli import main
 from tests.support.alerts import alert_records, am_alerts, unique_stores, wait_for
 from tests.support.kafka import consume
 from tests.support.worker import WorkerFactory
@@ -83,6 +86,18 @@ def test_broken_checkout_of_60_carts_a_minute_pages_within_3_windows(
     }  # fmt: skip
     assert "order/cart" in alert["annotations"]["description"]
     assert am_alerts(stack.alertmanager_url, f'store_id=~"{prefix(workers)}.*"') == [alert]
+    # the windows the worker emitted, read back from Kafka by `salewatch backtest`, tell
+    # the same story: caught within 3 windows, nothing else
+    incidents = workers.tmp / "incidents.yml"
+    labelled = {"alertname": expected.alertname, "labels": expected.labels,
+                "start": iso_ms(expected.starts_at_ms)}  # fmt: skip
+    incidents.write_text(yaml.safe_dump([labelled]))
+    argv = ["backtest", "--kafka", stack.kafka_bootstrap, "--topic",
+            workers.output_topic("windows"), "--incidents", str(incidents), "--min-recall", "1",
+            "--max-false-per-hour", "0", "--max-delay-windows", "3"]  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
 
 
 def test_a_steady_channel_of_5_carts_a_minute_never_pages_in_an_hour(
