@@ -20,7 +20,7 @@ import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alerts.campaign import Calendar, CampaignFile, load_calendar
 from alerts.clock import iso_ms
 from alerts.detectors import TrackKey
-from alerts.evaluation import FunnelEvaluator
+from alerts.evaluation import FunnelEvaluator, Witness
 from alerts.lifecycle import AlertBook
 from streams.errors import SalewatchError
 from streams.merge import merge_partition
@@ -139,9 +139,8 @@ def replay(
         window_ms = record["window_end"] - record["window_start"]
     if not by_start:
         raise BacktestError("no windows to replay")
-    evaluators = [FunnelEvaluator(q, window_ms, calendar) for q in range(partitions)]
-    for evaluator in evaluators[1:]:
-        evaluator.witness = evaluators[0].witness
+    witness = Witness()
+    evaluators = [FunnelEvaluator(q, window_ms, calendar, witness) for q in range(partitions)]
     book = AlertBook("")
     open_episodes: dict[TrackKey, Episode] = {}
     result = Backtest(window_ms, min(by_start), max(by_start) + window_ms)
@@ -160,15 +159,10 @@ def replay(
                                                  summary=alert.annotations["summary"])  # fmt: skip
                 elif not firing and update.published and key in open_episodes:
                     episode = open_episodes.pop(key)
-                    result.episodes.append(_resolved(episode, now))
+                    result.episodes.append(replace(episode, resolved_ms=now))
     result.episodes.extend(open_episodes.values())
     result.episodes.sort(key=lambda e: (e.fired_ms, e.key))
     return result
-
-
-def _resolved(episode: Episode, at_ms: int) -> Episode:
-    return Episode(episode.key, episode.severity, episode.fired_ms, episode.event_start_ms,
-                   at_ms, episode.summary)  # fmt: skip
 
 
 def delay(result: Backtest, incident: Incident, match_windows: int = 5) -> int | None:
