@@ -34,7 +34,7 @@ unit: venv
 
 ## The main job: local stack, a worker and simulated Double 11 traffic.
 demo: stack-up
-	$(PY) -m streams.demo
+	$(PY) stack/demo.py
 
 ## The whole suite, setting up whatever is missing.
 test: stack-up lint

@@ -34,8 +34,8 @@ from alerts.clock import iso_ms
 from alerts.detectors import TrackKey
 from alerts.evaluation import FunnelEvaluator, Witness
 from alerts.lifecycle import AlertBook
-from streams.errors import SalewatchError
-from streams.merge import merge_partition
+from streams.contract.errors import SalewatchError
+from streams.contract.routing import merge_partition
 
 __all__ = [
     "Backtest",

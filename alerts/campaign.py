@@ -32,9 +32,10 @@ import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.thresholds import Stage, Thresholds
-from streams.errors import SalewatchError
+from streams.contract.errors import ConfigError, SalewatchError
+from streams.runtime.settings import Settings
 
-__all__ = ["Calendar", "CampaignError", "Phase", "Reference", "load_calendar"]
+__all__ = ["Calendar", "CampaignError", "Phase", "Reference", "calendar_of", "load_calendar"]
 
 
 class CampaignError(SalewatchError, ValueError):
@@ -203,6 +204,17 @@ def _describe(exc: ValidationError) -> str:
         f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
         for err in exc.errors(include_url=False)
     )
+
+
+def calendar_of(settings: Settings) -> Calendar:
+    """The calendar `SALEWATCH_CAMPAIGN_FILE` names (the default one when unset); a bad
+    file is a ConfigError naming the variable, so the worker stops at start saying so."""
+    if not settings.campaign_file:
+        return Calendar.build(CampaignFile())
+    try:
+        return load_calendar(settings.campaign_file)
+    except CampaignError as exc:
+        raise ConfigError(f"SALEWATCH_CAMPAIGN_FILE: {exc}") from None
 
 
 def load_calendar(path: str | Path) -> Calendar:

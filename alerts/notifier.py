@@ -23,7 +23,7 @@ import aiohttp
 
 from alerts.clock import wall_ms
 from alerts.lifecycle import Alert
-from streams.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 __all__ = ["AlertmanagerNotifier"]
 

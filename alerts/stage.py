@@ -25,20 +25,20 @@ import faust
 import orjson
 from faust.web import Request, Response, View
 
-from alerts.campaign import Calendar, CampaignFile, load_calendar
+from alerts.campaign import calendar_of
 from alerts.clock import wall_ms
 from alerts.detectors import ChannelDetector, Signal, StoreDetector, stock_signals
 from alerts.evaluation import Advance, FunnelEvaluator, Witness
 from alerts.lifecycle import Alert, AlertBook, Update
 from alerts.notifier import AlertmanagerNotifier
-from streams.inventory import StockStatus
-from streams.inventory_agent import InventoryStage
-from streams.merge import merge_partition
-from streams.merge_agent import MergeStage
-from streams.metrics import Metrics
-from streams.settings import Settings
-from streams.state import partitioned_table, writing_to
-from streams.topics import Topics
+from streams.contract.routing import merge_partition
+from streams.inventory.agent import InventoryStage
+from streams.inventory.stock import StockStatus
+from streams.merge.agent import MergeStage
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.runtime.state import partitioned_table, writing_to
+from streams.runtime.topics import Topics
 
 __all__ = ["AlertStage"]
 
@@ -64,11 +64,7 @@ class AlertStage:
         self.metrics = metrics
         self.merge = merge
         self.inventory = inventory
-        self.calendar = (
-            load_calendar(settings.campaign_file)
-            if settings.campaign_file
-            else Calendar.build(CampaignFile())
-        )
+        self.calendar = calendar_of(settings)
         n = settings.partitions
         self.firing_table = partitioned_table(app, "alerts-firing", n)
         self.detectors_table = partitioned_table(app, "alerts-detectors", n)

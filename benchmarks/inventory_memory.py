@@ -69,7 +69,7 @@ def changes_of(store_id: str, sku: str, per_key: int, step_ms: int = 1000) -> li
 
 
 def build_salewatch(n: int, per_key: int, step_ms: int = 1000) -> dict[str, Any]:
-    from streams.inventory import InventoryRules, apply_changes
+    from streams.inventory.stock import InventoryRules, apply_changes
 
     rules = InventoryRules()
     table: dict[str, bytes] = {}
@@ -128,7 +128,13 @@ def replay_changelog(n: int, per_key: int) -> dict[str, Any]:
     """Faust's recovery path for a memory store, then the stage's index scan."""
     from faust.stores.memory import Store
 
-    from streams.inventory import InventoryRules, StockState, StockStatus, apply_changes, status_of
+    from streams.inventory.stock import (
+        InventoryRules,
+        StockState,
+        StockStatus,
+        apply_changes,
+        status_of,
+    )
 
     rules = InventoryRules()
     records: dict[str, bytes] = {}

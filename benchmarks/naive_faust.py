@@ -1,4 +1,4 @@
-"""The naive baseline: how a first Faust app would do it (DESIGN.md §3 anchor).
+"""The naive baseline: how a first Faust app would do it (docs/design.md, Targets).
 
 One agent per input topic, Faust's JSON codec, one pydantic validation and one windowed-
 table update per event (`app.Table(...).tumbling(...)`). Run as
@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from streams.events import TopicKind, event_adapter
+from streams.contract.events import TopicKind, event_adapter
 
 app = faust.App(
     os.environ.get("SALEWATCH_APP_ID", "naive") + "-naive",

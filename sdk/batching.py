@@ -1,6 +1,6 @@
 """Groups encoded events into contract-sized batch messages, one per topic and store.
 
-A batch message is a JSON array of events of one input topic (CONTRACT.md §1) and, here,
+A batch message is a JSON array of events of one input topic (docs/contract.md §1) and, here,
 of one store, so it can be keyed by `store_id`. It closes when the next event would break
 a limit (events or bytes) or when its oldest event has waited `linger_ms`.
 """
@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sdk.errors import InvalidEventError
-from streams.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, RejectReason
-from streams.errors import ConfigError
-from streams.events import TopicKind
+from streams.contract.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, RejectReason
+from streams.contract.errors import ConfigError
+from streams.contract.events import TopicKind
 
 __all__ = ["DEFAULT_BATCH_BYTES", "Batch", "Batcher"]
 

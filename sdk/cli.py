@@ -8,6 +8,7 @@ goes to stderr and the exit status is 1 when any line was refused or not deliver
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,9 @@ import orjson
 
 from sdk.client import StoreClient
 from sdk.errors import DeliveryError, InvalidEventError
-from streams.decoding import RejectReason
-from streams.errors import SalewatchError
-from streams.events import TopicKind
-from streams.settings import load_settings
+from streams.contract.decoding import RejectReason
+from streams.contract.errors import ConfigError, SalewatchError
+from streams.contract.events import TopicKind
 
 __all__ = ["add_arguments", "run"]
 
@@ -40,10 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bootstrap",
+        default=os.environ.get("SALEWATCH_KAFKA_BOOTSTRAP") or "127.0.0.1:19092",
         help="Kafka bootstrap servers (default: $SALEWATCH_KAFKA_BOOTSTRAP or 127.0.0.1:19092)",
     )
     parser.add_argument(
-        "--topic-prefix", help="input topic prefix (default: $SALEWATCH_TOPIC_PREFIX or shop.)"
+        "--topic-prefix",
+        default=os.environ.get("SALEWATCH_TOPIC_PREFIX", "shop."),
+        help="input topic prefix (default: $SALEWATCH_TOPIC_PREFIX or shop.)",
     )
     parser.add_argument(
         "--linger-ms", type=int, default=20, help="longest wait for a batch to fill (default 20)"
@@ -91,15 +94,22 @@ def _open_input(path: str) -> Iterator[BinaryIO]:
         yield file
 
 
+def _check_bootstrap(bootstrap: str) -> None:
+    for address in bootstrap.split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or any(c.isspace() for c in host):
+            raise ConfigError(
+                f"--bootstrap / SALEWATCH_KAFKA_BOOTSTRAP: expected host:port[,host:port], "
+                f"got {bootstrap!r}"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
-    given = {"kafka_bootstrap": args.bootstrap, "topic_prefix": args.topic_prefix}
     undelivered: DeliveryError | None = None
     try:
-        settings = load_settings(**{name: v for name, v in given.items() if v is not None})
+        _check_bootstrap(args.bootstrap)
         with _open_input(args.file) as lines:
-            client = StoreClient(
-                settings.kafka_bootstrap, settings.topic_prefix, linger_ms=args.linger_ms
-            )
+            client = StoreClient(args.bootstrap, args.topic_prefix, linger_ms=args.linger_ms)
             try:
                 with client:
                     report = emit_lines(client, lines, args.topic)
@@ -111,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
     stats = client.stats
     print(
         f"salewatch emit: read {report.read} events, sent {stats.events_sent} in "
-        f"{stats.messages_sent} messages to {settings.kafka_bootstrap} "
-        f"({settings.topic_prefix}*), rejected {len(report.rejected)}",
+        f"{stats.messages_sent} messages to {args.bootstrap} "
+        f"({args.topic_prefix}*), rejected {len(report.rejected)}",
         file=sys.stderr,
     )
     for rejection in report.rejected:

@@ -2,7 +2,7 @@
 
     with StoreClient("kafka:9092") as client:
         client.click(store_id="s1", channel="app", user_id="u1", sku="sku-1")
-        client.emit(OrderPaid(...))            # any model of streams.events
+        client.emit(OrderPaid(...))            # any model of streams.contract.events
         client.send("restock", store_id="s1", channel="app", sku="sku-1", qty=50)
 
 Events are validated before anything is sent (InvalidEventError), batched per input topic
@@ -28,9 +28,9 @@ from kafka.errors import KafkaError
 from sdk.batching import DEFAULT_BATCH_BYTES, Batch, Batcher
 from sdk.errors import ClientClosedError, DeliveryError, SdkError
 from sdk.validation import EVENT_TYPES, EventValidator
-from streams.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
-from streams.events import DEFAULT_MAX_FUTURE_MS, EventBase, TopicKind
-from streams.routing import normalise
+from streams.contract.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
+from streams.contract.events import DEFAULT_MAX_FUTURE_MS, EventBase, TopicKind
+from streams.contract.routing import normalise
 
 __all__ = ["PRODUCER_DEFAULTS", "DeliveryStats", "StoreClient"]
 
@@ -114,7 +114,7 @@ class StoreClient:
     def emit(
         self, event: EventBase | Mapping[str, Any], topic: TopicKind | str | None = None
     ) -> EventBase:
-        """Validate and queue one complete event (a model of streams.events or a dict).
+        """Validate and queue one complete event (a model of streams.contract.events or a dict).
 
         `topic` forces the input topic (default: the topic of the event's `type`); an event
         whose type does not belong to it is refused. Returns the validated event.

@@ -1,9 +1,9 @@
-"""What the store SDK raises: kinds of `streams.errors.SalewatchError`."""
+"""What the store SDK raises: kinds of `streams.contract.errors.SalewatchError`."""
 
 from __future__ import annotations
 
-from streams.decoding import RejectReason
-from streams.errors import SalewatchError
+from streams.contract.decoding import RejectReason
+from streams.contract.errors import SalewatchError
 
 __all__ = ["ClientClosedError", "DeliveryError", "InvalidEventError", "SdkError"]
 

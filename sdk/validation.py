@@ -1,6 +1,6 @@
 """Events from keyword fields, dicts or models, validated by the worker's own rules.
 
-The SDK validates with `streams.decoding.MessageDecoder`, the code a worker runs on every
+The SDK validates with `streams.contract.decoding.MessageDecoder`, the code a worker runs on every
 message, so an event the SDK accepts is one the pipeline accepts, and a refused event gets
 the reason and detail a worker would have written in the dead-letter headers.
 """
@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from sdk.errors import InvalidEventError
-from streams.decoding import MessageDecoder, RejectReason
-from streams.events import DEFAULT_MAX_FUTURE_MS, TOPIC_TYPES, EventBase, TopicKind
-from streams.routing import normalise
+from streams.contract.decoding import MessageDecoder, RejectReason
+from streams.contract.events import DEFAULT_MAX_FUTURE_MS, TOPIC_TYPES, EventBase, TopicKind
+from streams.contract.routing import normalise
 
 __all__ = ["EVENT_TYPES", "EventValidator", "kind_of"]
 

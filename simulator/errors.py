@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.errors import SalewatchError
+from streams.contract.errors import SalewatchError
 
 __all__ = ["SimulatorError"]
 

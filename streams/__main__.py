@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 
-from streams.app import build_app
-from streams.errors import ConfigError
-from streams.settings import load_settings
+from streams.contract.errors import ConfigError
+from streams.runtime.app import build_app
+from streams.runtime.settings import load_settings
 
 
 def main() -> None:
     try:
-        settings = load_settings()
+        app = build_app(load_settings())
     except ConfigError as exc:
         sys.exit(f"salewatch: {exc}")
-    build_app(settings).main()
+    app.main()
 
 
 if __name__ == "__main__":

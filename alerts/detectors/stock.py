@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alerts.detectors.base import Signal
 from alerts.thresholds import Thresholds
-from streams.inventory import Status, StockStatus
+from streams.inventory.stock import Status, StockStatus
 
 __all__ = ["stock_signals"]
 

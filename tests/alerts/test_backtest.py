@@ -13,7 +13,7 @@ import yaml  # type: ignore[import-untyped]
 from alerts.backtest import delay, replay, scenario_windows, score, truth_incidents
 from alerts.campaign import Calendar, CampaignFile
 from simulator import Incident, Scenario, ScenarioConfig, generate
-from streams.cli import main
+from streams.runtime.cli import main
 
 START_S = 725.0  # 5 s into a window, after 12 windows of normal traffic
 MINIAPP = {"store_id": "store-001", "channel": "miniapp", "stage": "order"}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alerts.campaign import Calendar, CampaignError, load_calendar
-from streams.errors import ConfigError
-from streams.settings import load_settings
+from alerts.campaign import Calendar, CampaignError, calendar_of, load_calendar
+from streams.contract.errors import ConfigError
+from streams.runtime.settings import load_settings
 from tests.support.stack import REPO
 
 CST = timezone(timedelta(hours=8))
@@ -118,7 +118,7 @@ def test_settings_name_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     bad.write_text(yaml.safe_dump({"phases": [phase("p", 5, 1)]}))
     monkeypatch.setenv("SALEWATCH_CAMPAIGN_FILE", str(bad))
     with pytest.raises(ConfigError, match=r"SALEWATCH_CAMPAIGN_FILE: .*end must be after start"):
-        load_settings()
+        calendar_of(load_settings())
     monkeypatch.setenv("SALEWATCH_CAMPAIGN_FILE", "")
     assert load_settings().campaign_file is None
 

@@ -17,7 +17,7 @@ from alerts.detectors import (
     stock_signals,
 )
 from alerts.thresholds import Thresholds
-from streams.inventory import Status, StockStatus
+from streams.inventory.stock import Status, StockStatus
 
 W = 60_000
 THRESHOLDS = Thresholds()

@@ -16,7 +16,7 @@ from aiohttp import web
 from alerts.detectors import Signal
 from alerts.lifecycle import Alert, AlertBook
 from alerts.notifier import AlertmanagerNotifier
-from streams.metrics import Metrics
+from streams.runtime.metrics import Metrics
 from tests.support.worker import free_port
 
 

@@ -34,7 +34,7 @@ RULE_TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = ALERTS_DIR / "alertmanager.yml"
 RUNBOOK = ALERTS_DIR / "runbook.md"
 
-# CONTRACT.md §5: the alerts the stream detectors send; each needs a runbook section.
+# docs/contract.md §5: the alerts the stream detectors send; each needs a runbook section.
 BUSINESS_ALERTS = (
     "StockOut",
     "LowStockSoon",

@@ -15,7 +15,7 @@ from alerts.detectors import Signal
 from alerts.evaluation import FunnelEvaluator
 from simulator import FlashSale, Incident, ScenarioConfig, generate
 from simulator.truth import ExpectedAlert, GroundTruth
-from streams.merge import merge_partition
+from streams.contract.routing import merge_partition
 from tests.support.alerts import TEST_THRESHOLDS
 
 PARTITIONS = 4

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from streams.metrics import Metrics
-from streams.settings import ENV_PREFIX, Settings
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

@@ -20,7 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.deadletter import MAX_DEADLETTER_BYTES
+from streams.contract.deadletter import MAX_DEADLETTER_BYTES
 from tests.support.events import make_event
 from tests.support.kafka import consume
 from tests.support.worker import Worker, WorkerFactory

@@ -1,4 +1,4 @@
-"""DESIGN.md anchor "worker kill -9, restart", for the funnel: a worker killed with SIGKILL
+"""docs/design.md target "worker kill -9, restart", for the funnel: a worker killed with SIGKILL
 in the middle of the run, a new one taking over. Every window still comes out, once, and
 only windows the ground truth has. That the values equal the ground truth too is measured
 by benchmarks/funnel_crash.py, not asserted here: without Kafka transactions a kill between

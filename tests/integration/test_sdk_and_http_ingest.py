@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sdk import StoreClient
-from streams.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, MessageDecoder
-from streams.events import TopicKind
+from streams.contract.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, MessageDecoder
+from streams.contract.events import TopicKind
 from tests.support.events import EVENT_TYPES, TOPIC_OF_TYPE, make_event
 from tests.support.kafka import consume, delete_topics
 from tests.support.stack import REPO, Stack
@@ -123,7 +123,7 @@ def test_salewatch_emit_sends_a_jsonl_file_and_reports_rejected_lines(
     events_file.write_bytes(b"\n".join(lines) + b"\n")
 
     result = subprocess.run(
-        [sys.executable, "-c", "from streams.cli import main; main()", "emit", str(events_file)],
+        [sys.executable, "-m", "streams.runtime.cli", "emit", str(events_file)],
         cwd=REPO,
         env={
             **os.environ,

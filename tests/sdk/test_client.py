@@ -14,9 +14,14 @@ from sdk import EVENT_TYPES, InvalidEventError, StoreClient
 from sdk.batching import Batcher
 from sdk.client import PRODUCER_DEFAULTS
 from sdk.errors import ClientClosedError, DeliveryError
-from streams.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, MessageDecoder, RejectReason
-from streams.errors import ConfigError, SalewatchError
-from streams.events import Click, TopicKind
+from streams.contract.decoding import (
+    MAX_BATCH_EVENTS,
+    MAX_MESSAGE_BYTES,
+    MessageDecoder,
+    RejectReason,
+)
+from streams.contract.errors import ConfigError, SalewatchError
+from streams.contract.events import Click, TopicKind
 from tests.support.events import TOPIC_OF_TYPE, make_event
 
 

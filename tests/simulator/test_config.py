@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from simulator import FlashSale, FunnelRates, Incident, KeyMode, ScenarioConfig, SimulatorError
-from streams.errors import SalewatchError
+from streams.contract.errors import SalewatchError
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,304 @@
+"""Stage 1's own process: consume the inputs, produce routed events, report progress.
+
+Started and watched by the worker (streams/ingest/supervisor.py), which it talks to over a
+pipe: it sends what it counted (the metrics live in the worker) and asks, when it takes an
+input partition over from another worker, how far that partition had been read. Offsets
+are committed only after Kafka acknowledged every send they led to: routed events, dead
+letters and progress reports (at-least-once; stage 2 dedups). A send Kafka refused is never
+skipped: nothing is committed, the producer is replaced and the inputs are read again from
+the last commit, with growing pauses; after the last one the process gives up and the worker
+starts a new one. A closed pipe means the worker is gone, so this process stops too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from streams.contract.errors import SalewatchError
+from streams.eventtime import InputProgress
+from streams.ingest.ingestor import IngestCounts, Ingestor, IngestResult, encode_chunks
+from streams.runtime.settings import Settings
+
+__all__ = ["DeliveryFailed", "WorkerLink", "main"]
+
+log = logging.getLogger(__name__)
+
+REPORT_BUSY_S = 0.2  # input progress reports while reading
+REPORT_IDLE_S = 1.0  # and while nothing comes in
+COMMIT_EVERY_S = 1.0  # commits wait for every send to be acknowledged: not after every batch
+ANSWER_TIMEOUT_S = 10.0
+# aiokafka retries retriable errors itself (an idempotent producer without end); a send still
+# unanswered after this long counts as failed.
+DELIVERY_TIMEOUT_S = 60.0
+PRODUCER_STOP_TIMEOUT_S = 10.0
+# Pauses before reading again from the last commit after failed sends, one per failure in a
+# row; one failure more and the process gives up.
+RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+
+class DeliveryFailed(SalewatchError):
+    """Sends Kafka refused or did not acknowledge; `failed` counts them by topic."""
+
+    def __init__(self, failed: Counter[str], cause: BaseException) -> None:
+        counts = ", ".join(f"{n} to {topic}" for topic, n in failed.items())
+        detail = getattr(cause, "description", "") or str(cause)  # Kafka's own explanation
+        super().__init__(f"sends failed ({counts}): {type(cause).__name__}: {detail}")
+        self.failed = failed
+
+
+class WorkerLink:
+    """This process's end of the pipe to the worker. Messages are (kind, payload) tuples:
+    ("counts", IngestCounts), ("lag", {topic: messages}), ("failed", {topic: failed sends}),
+    ("committed", None), ("ask", [input partition names]) answered by {name: largest ts
+    heard}."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def send_counts(self, counts: IngestCounts) -> None:
+        self._connection.send(("counts", counts))
+
+    def send_lag(self, lag_by_topic: dict[str, int]) -> None:
+        self._connection.send(("lag", lag_by_topic))
+
+    def send_failed(self, failed_by_topic: Mapping[str, int]) -> None:
+        self._connection.send(("failed", dict(failed_by_topic)))
+
+    def send_committed(self) -> None:
+        self._connection.send(("committed", None))
+
+    def ask_stream_time(self, names: list[str]) -> dict[str, int]:
+        """Blocks this process's loop briefly: only after a rebalance hands partitions over."""
+        self._connection.send(("ask", names))
+        if not self._connection.poll(ANSWER_TIMEOUT_S):
+            raise TimeoutError("the worker did not answer a stream-time question")
+        answer: dict[str, int] = self._connection.recv()
+        return answer
+
+    def closed_by_worker(self) -> bool:
+        """True when the worker closed its end (it stopped or died)."""
+        try:
+            while self._connection.poll():
+                self._connection.recv()  # nothing else is sent unasked
+        except (EOFError, OSError):
+            return True
+        return False
+
+
+class RoutedProducer:
+    """Sends routed events, dead letters and progress reports of stage 1, and keeps each
+    send until Kafka has acknowledged it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._bootstrap = settings.kafka_bootstrap
+        self._events_topic = settings.output_topic("events")
+        self._deadletter_topic = settings.output_topic("deadletter")
+        self._partitions = settings.partitions
+        self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, delivery)
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=True,  # a retried send is not written twice
+            linger_ms=5,
+            max_request_size=4 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError):  # a broker gone: do not hang on its batches
+            await asyncio.wait_for(self._producer.stop(), PRODUCER_STOP_TIMEOUT_S)
+
+    async def restart(self) -> None:
+        """A new producer in place of one whose send failed: an idempotent producer keeps
+        numbering its batches past a refused one, so the broker refuses every later batch of
+        that partition too (OutOfOrderSequenceNumber)."""
+        abandoned, self._pending = self._pending, []
+        await self.stop()
+        for _, future in abandoned:  # read again from the last commit: outcome irrelevant
+            if future.done() and not future.cancelled():
+                future.exception()
+        self._producer = self._new_producer()
+        await self._producer.start()
+
+    async def forward(self, result: IngestResult) -> None:
+        for partition, events in result.routed.items():
+            for payload in encode_chunks(events):
+                await self._send(self._events_topic, payload, partition=partition)
+        for letter in result.dead_letters:
+            await self._send(
+                self._deadletter_topic, letter.value, key=letter.key, headers=letter.headers
+            )
+
+    async def broadcast(self, report: dict[str, Any]) -> None:
+        """After the events sent before it: a report only speaks for what went before it."""
+        payload = orjson.dumps(report)
+        for partition in range(self._partitions):
+            await self._send(self._events_topic, payload, partition=partition)
+
+    async def acknowledged(self) -> None:
+        """Return once Kafka acknowledged every send since the last call; raise
+        DeliveryFailed for those it refused or left unanswered for DELIVERY_TIMEOUT_S."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        await asyncio.wait([future for _, future in pending], timeout=DELIVERY_TIMEOUT_S)
+        unanswered = TimeoutError(f"not acknowledged within {DELIVERY_TIMEOUT_S:.0f} s")
+        errors = [
+            (topic, future.exception() if future.done() else unanswered)
+            for topic, future in pending
+        ]
+        failed = [(topic, error) for topic, error in errors if error is not None]
+        if failed:
+            # the unanswered ones settle when restart() stops their producer
+            self._pending = [(topic, future) for topic, future in pending if not future.done()]
+            raise DeliveryFailed(Counter(topic for topic, _ in failed), failed[0][1])
+
+    async def _send(self, topic: str, value: bytes, **options: Any) -> None:
+        try:
+            delivery = await self._producer.send(topic, value, **options)
+        except KafkaError as exc:  # no metadata, buffer full, record over max_request_size
+            raise DeliveryFailed(Counter({topic: 1}), exc) from exc
+        self._pending.append((topic, delivery))
+
+
+class IngestLoop:
+    """Read, validate, route; commit what Kafka acknowledged, read again what it did not."""
+
+    def __init__(self, settings: Settings, link: WorkerLink) -> None:
+        self._settings = settings
+        self._link = link
+        self._ingestor = Ingestor(settings)
+        self._consumer = AIOKafkaConsumer(
+            *self._ingestor.topic_names,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"{settings.app_id}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            # Small per-partition fetches: aiokafka hands out one partition's buffer before
+            # the next, so big ones would let one topic run far ahead of the others.
+            max_partition_fetch_bytes=256 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        self._output = RoutedProducer(settings)
+        self._progress = InputProgress(self._consumer, settings.idle_ms)
+        # What the batches read since the last commit counted: reported once acknowledged,
+        # so a batch read again is counted once. Empty: nothing to commit.
+        self._counts: list[IngestCounts] = []
+        self._failures = 0  # failed deliveries since the last commit
+        self._last_report = self._last_commit = 0.0
+
+    async def run(self) -> None:
+        await self._output.start()
+        await self._consumer.start()
+        log.info("ingest: reading %s", ", ".join(self._ingestor.topic_names))
+        try:
+            while not self._link.closed_by_worker():
+                try:
+                    await self._step()
+                except DeliveryFailed as failure:
+                    await self._recover(failure)
+        finally:
+            await self._consumer.stop()
+            await self._output.stop()
+
+    async def _step(self) -> None:
+        settings, consumer, progress = self._settings, self._consumer, self._progress
+        consumed = await consumer.getmany(
+            timeout_ms=settings.batch_within_ms, max_records=settings.batch_max_messages
+        )
+        if consumed:
+            result = self._ingestor.process(
+                (r for records in consumed.values() for r in records),
+                progress.stream_time(self._link.ask_stream_time),
+            )
+            progress.observe(result.max_ts, consumed)
+            await self._output.forward(result)
+            self._counts.append(result.counts)
+        now = time.monotonic()
+        if now - self._last_report >= (REPORT_BUSY_S if consumed else REPORT_IDLE_S):
+            with contextlib.suppress(IllegalStateError):  # rebalancing: next round
+                report, lag_by_topic = await progress.report()
+                await self._output.broadcast(report)
+                self._link.send_lag(lag_by_topic)
+            self._last_report = now
+        if now - self._last_commit >= COMMIT_EVERY_S:
+            await self._commit()
+            self._last_commit = now
+
+    async def _commit(self) -> None:
+        """Commit what was read, once everything sent since the last commit is acknowledged."""
+        await self._output.acknowledged()
+        if not self._counts:
+            return
+        for counts in self._counts:
+            self._link.send_counts(counts)
+        self._counts.clear()
+        try:
+            await self._consumer.commit()
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took partitions away meanwhile: their new owner reads again from the
+            # last commit and stage 2 drops the repeats as duplicates.
+            log.info("ingest: commit after rebalance skipped (%s)", exc)
+        self._progress.checkpoint()
+        self._failures = 0
+        self._link.send_committed()
+
+    async def _recover(self, failure: DeliveryFailed) -> None:
+        """After failed sends: nothing read since the last commit is committed or counted.
+        Pause, replace the producer and read again from the last commit; give up (raise)
+        after len(RETRY_BACKOFF_S) pauses."""
+        self._link.send_failed(failure.failed)
+        self._counts.clear()
+        if self._failures == len(RETRY_BACKOFF_S):
+            log.critical("ingest: %s; giving up after %d attempts", failure, self._failures + 1)
+            raise failure
+        pause_s = RETRY_BACKOFF_S[self._failures]
+        self._failures += 1
+        log.error(
+            "ingest: %s; nothing committed, reading again from the last commit in %.0f s",
+            failure,
+            pause_s,
+        )
+        await asyncio.sleep(pause_s)
+        await self._output.restart()
+        self._progress.rewind()
+        for tp in self._consumer.assignment():
+            # taken away meanwhile: its new owner reads from the last commit anyway
+            with contextlib.suppress(IllegalStateError):
+                offset = await self._consumer.committed(tp)
+                if offset is None:  # never committed: auto_offset_reset="earliest"
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+
+
+def main(settings: Settings, connection: Connection, log_level: int) -> None:
+    """Entry point of the process (multiprocessing target)."""
+    logging.basicConfig(level=log_level, format="[%(asctime)s] [%(process)d] %(message)s")
+    link = WorkerLink(connection)
+
+    async def until_stopped() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await IngestLoop(settings, link).run()
+
+    asyncio.run(until_stopped())

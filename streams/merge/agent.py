@@ -1,0 +1,152 @@
+"""Stage 3 on Faust: the agent over the partials topic; emits each final window once to
+`salewatch.windows`, updates the window gauges and tells the window listeners (detectors)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT
+
+from streams.contract.routing import merge_partition
+from streams.eventtime import WindowKey
+from streams.funnel.aggregates import STAGES, WindowAggregate
+from streams.merge.partition import MergePartition, window_record
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.runtime.stage import BatchedStage
+from streams.runtime.state import partitioned_table, writing_to
+from streams.runtime.topics import Topics
+
+__all__ = ["FrontierListener", "MergeStage", "WindowListener"]
+
+log = logging.getLogger(__name__)
+
+# called with each final window record, once
+WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
+# called with (stage-3 partition, frontier) when every window starting before the frontier
+# is final there: a store x channel with no window in between had no events at all
+FrontierListener = Callable[[int, int], Awaitable[None]]
+
+
+class MergeStage(BatchedStage):
+    def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
+        super().__init__(app, settings)
+        self.topics = topics
+        self.metrics = metrics
+        self.pending_table = partitioned_table(app, "merge-pending", settings.partitions)
+        self.watermark_table = partitioned_table(app, "merge-watermarks", settings.partitions)
+        self.partitions: dict[int, MergePartition] = {}
+        self.listeners: list[WindowListener] = []
+        self.frontier_listeners: list[FrontierListener] = []
+        # recent final windows per store x channel, for the HTTP API
+        self.recent: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+
+    def register(self) -> None:
+        self.register_agent(self.topics.partials, "merge")
+
+    def forget_partitions(self) -> None:
+        self.partitions.clear()
+
+    def partition_state(self, q: int) -> MergePartition:
+        state = self.partitions.get(q)
+        if state is None:
+            state = self.partitions[q] = self._load(q)
+        return state
+
+    def _load(self, q: int) -> MergePartition:
+        n = self.settings.partitions
+        state = MergePartition(q, n, keep_emitted_ms=self.settings.dedup_horizon_ms)
+        raw = self.watermark_table.get(str(q))
+        if raw is not None:
+            saved = orjson.loads(raw)
+            state.final_before = saved["final_before"]
+            state.closed_before = {int(p): c for p, c in saved["sources"].items()}
+        for key, value in list(self.pending_table.items()):
+            store_id, channel, start = key.split("|")
+            if merge_partition(store_id, n) == q:
+                partials = orjson.loads(value)
+                state.pending[store_id, channel, int(start)] = {
+                    int(p): agg for p, agg in partials.items()
+                }
+        return state
+
+    async def process(self, batch: Sequence[EventT]) -> None:
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for event in batch:
+            by_partition[event.message.partition].append(orjson.loads(event.value))
+        for q, messages in by_partition.items():
+            state = self.partition_state(q)
+            frontier_before = state.final_before
+            touched: set[WindowKey] = set()
+            for message in messages:
+                touched |= state.add(message)
+            self._report_missed(state)
+            final = state.finalize()
+            with writing_to(q):
+                self._persist(state, touched, final)
+            for key, aggregate in final:
+                await self._emit(key, aggregate)
+            if state.final_before is not None and state.final_before != frontier_before:
+                for frontier_listener in self.frontier_listeners:
+                    await frontier_listener(q, state.final_before)
+
+    def _report_missed(self, state: MergePartition) -> None:
+        for (store_id, channel, start), source, events in state.missed:
+            log.error(
+                "merge partition %d: partial of window %s|%s|%d from funnel partition %d came "
+                "after the window was emitted without it: %d events unaccounted",
+                state.partition, store_id, channel, start, source, events,
+            )  # fmt: skip
+            self.metrics.unaccounted.labels("merge").inc(events)
+        state.missed.clear()
+
+    def _persist(
+        self,
+        state: MergePartition,
+        touched: set[WindowKey],
+        final: list[tuple[WindowKey, WindowAggregate]],
+    ) -> None:
+        for key in touched:
+            if key in state.pending:
+                self.pending_table["|".join(map(str, key))] = orjson.dumps(
+                    {str(p): agg for p, agg in state.pending[key].items()}
+                )
+        for key, _ in final:
+            self.pending_table.pop("|".join(map(str, key)), None)
+        self.watermark_table[str(state.partition)] = orjson.dumps(
+            {
+                "final_before": state.final_before,
+                "sources": {str(p): mark for p, mark in state.closed_before.items()},
+            }
+        )
+
+    async def _emit(self, key: WindowKey, aggregate: WindowAggregate) -> None:
+        record = window_record(key, self.settings.window_ms, aggregate)
+        store_id, channel, _ = key
+        # Queued behind this batch's table writes (the "already emitted" mark), in the same
+        # buffer: a direct send would overtake them, and a worker killed in between would
+        # emit the window again on restart.
+        self.topics.windows.send_soon(key=f"{store_id}|{channel}".encode(),
+                                      value=orjson.dumps(record))  # fmt: skip
+        recent = self.recent[store_id, channel]
+        recent.append(record)
+        del recent[: -self.settings.recent_windows]
+        self._count(record)
+        for listener in self.listeners:
+            await listener(record)
+
+    def _count(self, record: dict[str, Any]) -> None:
+        m = self.metrics
+        store = m.store_label(record["store_id"])
+        channel = m.channel_label(record["channel"])
+        for stage in STAGES:
+            m.window_users.labels(store, channel, stage).set(record["users"][stage])
+        for stage, ratio in record["conversion"].items():
+            if ratio is not None:
+                m.conversion.labels(store, channel, stage).set(ratio)
+        m.windows_closed.inc()

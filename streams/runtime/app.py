@@ -1,0 +1,59 @@
+"""Builds the Faust app; the agents, tables and views live in their own modules."""
+
+from __future__ import annotations
+
+import faust
+
+from alerts.stage import AlertStage
+from streams.funnel.agent import FunnelStage
+from streams.ingest import http_api as http_ingest
+from streams.ingest import supervisor as ingest_supervisor
+from streams.inventory import api as inventory_api
+from streams.inventory.agent import InventoryStage
+from streams.merge import api as windows_api
+from streams.merge.agent import MergeStage
+from streams.runtime import web
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.runtime.topics import Topics
+from streams.runtime.web import WorkerStatus
+
+__all__ = ["build_app"]
+
+
+def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    metrics = metrics or Metrics(
+        max_stores=settings.max_store_labels, max_channels=settings.max_channel_labels
+    )
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store=settings.store,
+        datadir=settings.data_dir,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_linger_ms=5,
+        producer_max_request_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=max(4096, settings.batch_max_messages * 2),
+        broker_commit_interval=1.0,
+    )
+    topics = Topics.declare(app, settings)
+    status = WorkerStatus()
+    funnel = FunnelStage(app, settings, topics, metrics)
+    funnel.register()
+    ingest_supervisor.register(app, settings, topics, metrics, status, funnel.input_stream_time)
+    merge = MergeStage(app, settings, topics, metrics)
+    merge.register()
+    inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners
+    inventory.register()
+    AlertStage(app, settings, topics, metrics, merge, inventory).register()
+    web.register(app, metrics, status)
+    windows_api.register(app, funnel, merge)
+    inventory_api.register(app, inventory)
+    http_ingest.register(app, settings, topics, metrics)
+    return app

@@ -1,0 +1,194 @@
+"""Every Prometheus metric salewatch exports, in one place.
+
+Labels are bounded (docs/design.md): no SKU or user label, and store and channel values past
+a cap are reported as `other`, so one misbehaving client cannot blow up Prometheus.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+__all__ = ["OTHER", "LabelCap", "Metrics"]
+
+OTHER = "other"
+
+# `*_created` series double the exposition and no dashboard reads them.
+disable_created_metrics()
+
+
+class LabelCap:
+    """Admits the first `limit` distinct values of a label; later ones become `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._admitted: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._admitted:
+            return value
+        if len(self._admitted) < self._limit:
+            self._admitted.add(value)
+            return value
+        return OTHER
+
+
+class Metrics:
+    """The metric families of one worker, on their own registry (fresh per test)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        max_stores: int = 500,
+        max_channels: int = 32,
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.store_label = LabelCap(max_stores)
+        self.channel_label = LabelCap(max_channels)
+        r = self.registry
+        ProcessCollector(registry=r)  # process_resident_memory_bytes & co, per worker
+
+        # ingest
+        self.messages = Counter(
+            "salewatch_messages", "Kafka messages read from input topics", ["topic"], registry=r
+        )
+        self.events = Counter(
+            "salewatch_events",
+            "Valid events read, by topic and type",
+            ["topic", "type"],
+            registry=r,
+        )
+        self.deadletters = Counter(
+            "salewatch_deadletter",
+            "Rejected messages or batch elements sent to the dead-letter topic",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "salewatch_duplicate_events",
+            "Events dropped as duplicates by event_id",
+            ["topic"],
+            registry=r,
+        )
+        self.late_events = Counter(
+            "salewatch_late_events",
+            "Events later than their window's grace",
+            ["topic"],
+            registry=r,
+        )
+        self.event_outcomes = Counter(
+            "salewatch_event_outcomes",
+            "Valid events by where they ended: counted (in a window), late, duplicate or "
+            "ignored (on time, but no window counts them); per topic these add up to "
+            "salewatch_events_total once processed",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.unaccounted = Counter(
+            "salewatch_unaccounted_events",
+            "Events a stage's runtime check found counted nowhere (a bug: see the runbook)",
+            ["stage"],
+            registry=r,
+        )
+        self.last_event = Gauge(
+            "salewatch_last_event_timestamp_seconds",
+            "Wall-clock time the last valid event of a topic was read",
+            ["topic"],
+            registry=r,
+        )
+        self.processed = Counter(
+            "salewatch_processed_events",
+            "Events through each pipeline step (ingest, funnel), duplicates included",
+            ["step"],
+            registry=r,
+        )
+        self.watermark = Gauge(
+            "salewatch_watermark_timestamp_seconds",
+            "Event-time watermark of this worker's funnel partitions (windows before it closed)",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "salewatch_consumer_lag_messages",
+            "Messages behind the end of the input topic, summed over this worker's partitions",
+            ["topic"],
+            registry=r,
+        )
+        self.produce_errors = Counter(
+            "salewatch_produce_errors",
+            "Stage-1 sends Kafka refused or did not acknowledge, by output topic (the input "
+            "behind them is not committed but read again)",
+            ["topic"],
+            registry=r,
+        )
+
+        # funnel (closed windows and running totals)
+        self.funnel_events = Counter(
+            "salewatch_funnel_events",
+            "Funnel events counted into windows, by stage",
+            ["store", "channel", "stage"],
+            registry=r,
+        )
+        self.window_users = Gauge(
+            "salewatch_window_users",
+            "Unique users of the latest closed window, by stage (HLL estimate)",
+            ["store", "channel", "stage"],
+            registry=r,
+        )
+        self.conversion = Gauge(
+            "salewatch_conversion_ratio",
+            "Step conversion into a stage in the latest closed window (0-1)",
+            ["store", "channel", "stage"],
+            registry=r,
+        )
+        self.gmv = Counter(
+            "salewatch_gmv",
+            "Gross merchandise value of paid orders, in currency units",
+            ["store", "channel", "currency"],
+            registry=r,
+        )
+        self.paid_orders = Counter(
+            "salewatch_paid_orders", "Paid orders", ["store", "channel"], registry=r
+        )
+        self.windows_closed = Counter(
+            "salewatch_windows_closed", "Final window results emitted", registry=r
+        )
+
+        # inventory
+        self.stock_out_skus = Gauge(
+            "salewatch_stock_out_skus", "SKUs with available stock <= 0", ["store"], registry=r
+        )
+        self.low_stock_skus = Gauge(
+            "salewatch_low_stock_skus",
+            "SKUs predicted to run out soon at the recent sales rate",
+            ["store"],
+            registry=r,
+        )
+        self.stockouts = Counter(
+            "salewatch_stockouts", "Transitions of a SKU into stock-out", ["store"], registry=r
+        )
+        self.restocks = Counter(
+            "salewatch_restocks", "Restock events applied", ["store"], registry=r
+        )
+
+        # alerts
+        self.alerts_firing = Gauge(
+            "salewatch_alerts_firing",
+            "Business alerts firing now",
+            ["alertname", "severity"],
+            registry=r,
+        )
+        self.alert_notifications = Counter(
+            "salewatch_alert_notifications",
+            "Alert deliveries to Alertmanager, by result",
+            ["result"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,119 @@
+"""Settings from the environment (`SALEWATCH_*`), validated at start.
+
+A bad value stops the worker with a message that names the environment variable, never a
+traceback from deep inside Faust.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.contract.errors import ConfigError
+from streams.contract.events import TopicKind
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "SALEWATCH_"
+PositiveMs = Annotated[int, Field(gt=0)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Kafka and Faust
+    kafka_bootstrap: str = Field("127.0.0.1:19092", pattern=r"^[^\s,]+:\d+(,[^\s,]+:\d+)*$")
+    app_id: str = Field("salewatch", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    topic_prefix: str = Field("shop.", pattern=r"^[A-Za-z0-9_.-]{0,100}$")
+    output_prefix: str = Field("salewatch.", pattern=r"^[A-Za-z0-9_.-]{0,100}$")
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of internal topics")
+    store: str = Field("memory://", pattern=r"^(memory|rocksdb|aerospike)://")
+    data_dir: str = "/tmp/salewatch"
+
+    # the worker's web server: /metrics, /health, /api, /ingest
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+
+    # HTTP ingest (POST /ingest/<topic>): bearer token (unset = ingest disabled), body limit
+    ingest_token: str | None = Field(None, min_length=16)
+    ingest_max_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024)  # contract: 1 MiB
+
+    # event time
+    window_ms: PositiveMs = 60_000
+    grace_ms: Annotated[int, Field(ge=0)] = 30_000
+    idle_ms: PositiveMs = Field(
+        10_000, description="an input read to its end and quiet this long holds no window open"
+    )
+    dedup_horizon_ms: PositiveMs = 15 * 60_000
+    # inventory: how late (event time) a stock snapshot may arrive and still apply exactly
+    snapshot_horizon_ms: PositiveMs = 6 * 60 * 60_000
+    max_future_ms: PositiveMs = 5 * 60_000
+    recent_windows: int = Field(60, ge=1, le=10_000, description="closed windows kept for the API")
+
+    # inventory: "running low" = out of stock within this many minutes at the recent sales
+    # rate, an exponentially weighted rate of held units with this half-life (event time)
+    low_stock_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
+    velocity_half_life_ms: PositiveMs = 5 * 60_000
+
+    # business alerts (alerts/, docs/alerts.md): Alertmanager (unset: log, topic, API and
+    # metrics only), re-send interval of firing alerts, campaign calendar and thresholds
+    # file, Grafana base URL for the alerts' generatorURL
+    alertmanager_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    alert_resend_s: float = Field(60.0, gt=0, le=3600)
+    campaign_file: str | None = None
+    grafana_url: str = Field("http://localhost:3000", pattern=r"^https?://\S+$")
+
+    # the hot path: messages taken per batch and the longest wait for a batch to fill
+    batch_max_messages: int = Field(2_000, ge=1, le=100_000)
+    batch_within_ms: PositiveMs = 50
+
+    # bounded metric labels: values past the cap are reported as `other`
+    max_store_labels: int = Field(500, ge=1)
+    max_channel_labels: int = Field(32, ge=1)
+
+    @field_validator("alertmanager_url", "campaign_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _window_fits_grace(self) -> Self:
+        if self.grace_ms > self.dedup_horizon_ms:
+            raise ValueError(
+                "SALEWATCH_GRACE_MS must not exceed SALEWATCH_DEDUP_HORIZON_MS "
+                "(a duplicate could otherwise reach a still-open window)"
+            )
+        if self.snapshot_horizon_ms < self.dedup_horizon_ms:
+            raise ValueError(
+                "SALEWATCH_SNAPSHOT_HORIZON_MS must not be less than SALEWATCH_DEDUP_HORIZON_MS "
+                "(inventory keeps changes with their ids for the dedup horizon, without them "
+                "for the snapshot horizon)"
+            )
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return ",".join(f"kafka://{host}" for host in self.kafka_bootstrap.split(","))
+
+    def input_topic(self, kind: TopicKind) -> str:
+        return f"{self.topic_prefix}{kind.value}"
+
+    def output_topic(self, name: str) -> str:
+        return f"{self.output_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise ConfigError naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            name = ENV_PREFIX + "_".join(str(part) for part in err["loc"]).upper()
+            if not err["loc"]:
+                problems.append(err["msg"].removeprefix("Value error, "))
+            else:
+                problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

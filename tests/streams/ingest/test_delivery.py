@@ -1,0 +1,95 @@
+"""Stage 1 checks every send before it commits; the worker counts failures and turns
+/health red until the next commit (no broker needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError
+
+from streams.ingest import process as ingest_process
+from streams.ingest.process import (
+    RETRY_BACKOFF_S,
+    DeliveryFailed,
+    IngestLoop,
+    RoutedProducer,
+)
+from streams.ingest.supervisor import IngestServer
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import load_settings
+from streams.runtime.web import WorkerStatus
+
+
+class FakeProducer:
+    """Sends resolve as the test says: `outcomes[topic]` is an exception, None (acknowledged)
+    or "never" (no answer)."""
+
+    def __init__(self, outcomes: dict[str, BaseException | str | None]) -> None:
+        self.outcomes = outcomes
+
+    async def send(self, topic: str, value: bytes, **options: Any) -> asyncio.Future[Any]:
+        delivery: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        outcome = self.outcomes[topic]
+        if isinstance(outcome, BaseException):
+            delivery.set_exception(outcome)
+        elif outcome is None:
+            delivery.set_result("metadata")
+        return delivery
+
+
+def routed_producer(outcomes: dict[str, BaseException | str | None]) -> RoutedProducer:
+    output = RoutedProducer(load_settings(output_prefix="sw.", partitions=2))
+    output._producer = FakeProducer(outcomes)  # type: ignore[assignment]
+    return output
+
+
+async def test_every_send_is_checked_and_failures_are_counted_by_topic() -> None:
+    output = routed_producer({"sw.events": None, "sw.deadletter": MessageSizeTooLargeError()})
+    await output.broadcast({"marks": {}, "inputs": 0})  # one send per partition
+    await output.acknowledged()  # all acknowledged: returns
+    await output.broadcast({"marks": {}, "inputs": 0})
+    await output._send("sw.deadletter", b"x")
+    await output._send("sw.deadletter", b"y")
+    with pytest.raises(DeliveryFailed, match="MessageSizeTooLargeError") as failed:
+        await output.acknowledged()
+    assert failed.value.failed == Counter({"sw.deadletter": 2})
+    await output.acknowledged()  # a failure is reported once
+
+
+async def test_a_send_never_answered_fails_after_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ingest_process, "DELIVERY_TIMEOUT_S", 0.05)
+    output = routed_producer({"sw.events": "never"})
+    await output._send("sw.events", b"x")
+    with pytest.raises(DeliveryFailed, match="not acknowledged") as failed:
+        await output.acknowledged()
+    assert failed.value.failed == Counter({"sw.events": 1})
+
+
+def test_the_worker_counts_failed_sends_and_is_unhealthy_until_the_next_commit() -> None:
+    metrics, status = Metrics(), WorkerStatus(ingest_running=True)
+    server = IngestServer(metrics, status, lambda name: None)
+    server._dispatch(None, "failed", {"sw.deadletter": 3})  # type: ignore[arg-type]
+    assert not status.healthy
+    value = metrics.registry.get_sample_value(
+        "salewatch_produce_errors_total", {"topic": "sw.deadletter"}
+    )
+    assert value == 3
+    server._dispatch(None, "committed", None)  # type: ignore[arg-type]
+    assert status.healthy
+
+
+async def test_after_the_last_pause_stage_1_gives_up_loudly() -> None:
+    failed: list[Counter[str]] = []
+    link = SimpleNamespace(send_failed=failed.append)
+    loop = IngestLoop(load_settings(), link)  # type: ignore[arg-type]
+    loop._failures = len(RETRY_BACKOFF_S)
+    failure = DeliveryFailed(Counter({"salewatch.events": 4}), MessageSizeTooLargeError())
+    with pytest.raises(DeliveryFailed):
+        await loop._recover(failure)
+    assert failed == [{"salewatch.events": 4}]  # counted before giving up

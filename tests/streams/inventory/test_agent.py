@@ -1,0 +1,107 @@
+"""The inventory stage's bookkeeping without a broker: index, gauges, counters, listeners,
+settings, the one-key lookup and the API's query parsing. (Through Kafka:
+tests/integration/test_inventory_pipeline.py.)"""
+
+from __future__ import annotations
+
+import faust
+import pytest
+
+from streams.contract.errors import ConfigError
+from streams.inventory.agent import InventoryStage
+from streams.inventory.api import parse_limit, parse_statuses
+from streams.inventory.changes import StockChange
+from streams.inventory.stock import Status, StockStatus, apply_changes
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import load_settings
+from streams.runtime.topics import Topics
+
+HOUR = 3_600_000
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+def stage() -> InventoryStage:
+    settings = load_settings(max_store_labels=1)
+    app = faust.App("test-inventory", broker="kafka://127.0.0.1:1", store="memory://")
+    metrics = Metrics(max_stores=settings.max_store_labels)
+    return InventoryStage(app, settings, Topics.declare(app, settings), metrics)
+
+
+def change(sku: str, status: Status, previous: Status | None, store: str = "s1") -> StockStatus:
+    available = {Status.OK: 100, Status.LOW: 3, Status.OUT: 0}[status]
+    return StockStatus(store, sku, status, previous, available, 1.0, available / 1.0, 0)
+
+
+def value(stage: InventoryStage, name: str, store: str) -> float | None:
+    return stage.metrics.registry.get_sample_value(name, {"store": store})
+
+
+async def test_gauges_counters_and_listeners_follow_transitions(stage: InventoryStage) -> None:
+    heard: list[StockStatus] = []
+
+    async def listener(status: StockStatus) -> None:
+        heard.append(status)
+
+    async def broken(status: StockStatus) -> None:
+        raise RuntimeError("a detector bug must not stop the stage")
+
+    stage.listeners += [broken, listener]
+    await stage._publish(
+        [
+            change("a", Status.LOW, Status.OK),
+            change("b", Status.OUT, Status.OK),
+            change("c", Status.OUT, None),  # announced after a load: not a new stock-out
+            change("x", Status.OUT, Status.LOW, store="s2"),  # past the label cap: other
+        ]
+    )
+    assert len(heard) == 4
+    assert value(stage, "salewatch_low_stock_skus", "s1") == 1
+    assert value(stage, "salewatch_stock_out_skus", "s1") == 2
+    assert value(stage, "salewatch_stock_out_skus", "other") == 1
+    assert value(stage, "salewatch_stockouts_total", "s1") == 1
+    await stage._publish([change("a", Status.OUT, Status.LOW), change("b", Status.OK, Status.OUT)])
+    assert value(stage, "salewatch_low_stock_skus", "s1") == 0
+    assert value(stage, "salewatch_stock_out_skus", "s1") == 2
+    assert value(stage, "salewatch_stockouts_total", "s1") == 2
+    assert [s.sku for s in stage.flagged("s1", [Status.OUT, Status.LOW])] == ["a", "c"]
+    stage.forget_partitions()
+    assert value(stage, "salewatch_stock_out_skus", "s1") == 0
+    assert value(stage, "salewatch_stock_out_skus", "other") == 0
+    assert stage.flagged("s1", [Status.OUT]) == []
+
+
+def test_the_horizons_come_from_the_settings(stage: InventoryStage) -> None:
+    assert stage.rules.dedup_horizon_ms == stage.settings.dedup_horizon_ms == HOUR // 4
+    assert stage.rules.snapshot_horizon_ms == stage.settings.snapshot_horizon_ms == 6 * HOUR
+    with pytest.raises(ConfigError, match=r"SALEWATCH_SNAPSHOT_HORIZON_MS .* SALEWATCH_DEDUP"):
+        load_settings(snapshot_horizon_ms=HOUR // 4 - 1)
+
+
+def stock(kind: str, ts: int, qty: int) -> StockChange:
+    return StockChange(id=f"{kind}-{ts}", store_id="s1", sku="A", ts=ts, kind=kind, qty=qty)
+
+
+def test_lookup_shows_the_snapshots_refused_as_inexact(stage: InventoryStage) -> None:
+    table = stage.table.data
+    for batch in (
+        [stock("snapshot", T0, 10), stock("hold", T0 + 5, -1), stock("hold", T0 + 7 * HOUR, -1)],
+        [stock("snapshot", T0 + 2, 50)],  # 7 hours late: the first hold is folded
+    ):
+        table.update(apply_changes(table, batch, stage.rules).encoded)
+    body = stage.lookup("s1", "A")
+    assert body is not None
+    assert (body["available"], body["snapshot_ts"]) == (8, T0)
+    assert (body["inexact_snapshots"], body["last_inexact_snapshot_ts"]) == (1, T0 + 2)
+
+
+def test_query_parsing() -> None:
+    assert parse_statuses(None) == [Status.OUT, Status.LOW]
+    assert parse_statuses("low") == [Status.LOW]
+    assert parse_statuses("out, low,out") == [Status.OUT, Status.LOW]
+    assert parse_statuses("ok") is None
+    assert parse_statuses("gone") is None
+    assert parse_limit(None) == 100
+    assert parse_limit("5") == 5
+    assert parse_limit("0") is None
+    assert parse_limit("many") is None

@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from streams.eventtime import InputProgress, Watermark, is_late, window_start
+
+W, GRACE = 60_000, 30_000
+
+
+def watermark() -> Watermark:
+    return Watermark(window_ms=W, grace_ms=GRACE)
+
+
+def test_windows_align_to_the_epoch() -> None:
+    assert window_start(119_999, W) == 60_000
+    assert window_start(120_000, W) == 120_000
+
+
+def test_nothing_closes_until_every_input_reported() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [200_000, False]}, expected_inputs=2, wall_ms=0)
+    assert mark.closed_before_ms is None
+    mark.report({"orders:0": [None, True]}, expected_inputs=2, wall_ms=0)
+    assert mark.watermark_ms == 200_000
+
+
+def test_window_closes_at_end_plus_grace() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [89_999, False]}, expected_inputs=1, wall_ms=0)
+    assert mark.closed_before_ms == 0  # [0, 60s) still open
+    assert not mark.is_late(0)
+    mark.report({"clicks:0": [90_000, False]}, expected_inputs=1, wall_ms=0)
+    assert mark.closed_before_ms == 60_000
+    assert mark.is_late(59_999)
+    assert not mark.is_late(60_000)
+
+
+def test_an_input_that_is_not_idle_holds_the_watermark_to_its_own_progress() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [500_000, False], "orders:0": [100_000, False]}, 2, wall_ms=0)
+    assert mark.watermark_ms == 100_000
+    mark.report({"orders:0": [None, False]}, 2, wall_ms=0)  # restarted reader, nothing read yet
+    assert mark.watermark_ms == 100_000  # holds, and never moves back
+    mark.report({"orders:0": [450_000, False]}, 2, wall_ms=0)
+    assert mark.watermark_ms == 450_000
+    mark.report({"orders:0": [450_000, True]}, 2, wall_ms=0)  # quiet: holds nothing back
+    assert mark.watermark_ms == 500_000
+
+
+def test_when_every_input_is_idle_the_wall_clock_moves_it() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [100_000, False]}, 1, wall_ms=1_000)
+    mark.advance(wall_ms=5_000)
+    assert mark.watermark_ms == 100_000
+    mark.report({"clicks:0": [100_000, True]}, 1, wall_ms=11_000)
+    assert mark.watermark_ms == 110_000  # event time read + wall time since it was read
+    mark.advance(wall_ms=15_000)
+    assert mark.watermark_ms == 114_000
+    mark.report({"clicks:0": [100_000, False]}, 1, wall_ms=20_000)  # new data: no advance
+    assert mark.watermark_ms == 114_000
+
+
+def test_a_restored_watermark_moves_on_when_every_input_is_idle_and_nothing_was_read() -> None:
+    mark = watermark()
+    mark.watermark_ms = 500_000  # restored from the table after a restart
+    mark.report({"clicks:0": [None, True], "orders:0": [None, True]}, 2, wall_ms=1_000)
+    mark.advance(wall_ms=4_000)
+    assert mark.watermark_ms == 503_000
+
+
+def test_a_reader_that_took_an_input_over_does_not_move_its_stream_time_back() -> None:
+    mark = watermark()
+    mark.report({"clicks:0": [200_000, False]}, 1, wall_ms=0)
+    mark.report({"clicks:0": [None, False]}, 1, wall_ms=0)  # the new reader read nothing yet
+    assert mark.inputs["clicks:0"] == (200_000, False)
+    mark.report({"clicks:0": [150_000, False]}, 1, wall_ms=0)
+    assert mark.inputs["clicks:0"] == (200_000, False)
+    assert mark.watermark_ms == 200_000
+
+
+@dataclass
+class FakeConsumer:
+    assigned: set[TopicPartition] = field(default_factory=set)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+
+def test_the_worker_is_asked_about_each_input_once() -> None:
+    consumer = FakeConsumer({TopicPartition("shop.clicks", 0), TopicPartition("shop.orders", 1)})
+    progress = InputProgress(consumer, idle_ms=1_000)  # type: ignore[arg-type]
+    questions: list[list[str]] = []
+
+    def ask(names: list[str]) -> dict[str, int]:
+        questions.append(sorted(names))
+        return {"shop.clicks:0": 5_000}  # the worker knows nothing of shop.orders:1
+
+    assert progress.stream_time(ask) == {"shop.clicks:0": 5_000}
+    assert progress.stream_time(ask) == {"shop.clicks:0": 5_000}
+    consumer.assigned.add(TopicPartition("shop.carts", 2))  # a rebalance hands one over
+    progress.stream_time(ask)
+    assert questions == [["shop.clicks:0", "shop.orders:1"], ["shop.carts:2"]]
+
+
+def test_one_lateness_rule_for_stream_time_and_watermark() -> None:
+    """Late once stream time reached the window's end plus grace, whoever judges it."""
+    assert not is_late(1_000, None, W, GRACE)
+    assert not is_late(1_000, W + GRACE - 1, W, GRACE)
+    assert is_late(1_000, W + GRACE, W, GRACE)
+    mark = watermark()
+    mark.report({"clicks:0": [W + GRACE, False]}, expected_inputs=1, wall_ms=0)
+    assert mark.is_late(1_000) and not mark.is_late(W)
+
+
+def test_reading_again_from_the_last_commit_starts_from_its_stream_time() -> None:
+    progress = InputProgress(consumer=None, idle_ms=1_000)  # type: ignore[arg-type]
+    progress.observe({"shop.clicks:0": 1_000}, [])
+    progress.checkpoint()
+    progress.observe({"shop.clicks:0": 90_000, "shop.carts:1": 5}, [])
+    progress.rewind()
+    assert progress.max_ts == {"shop.clicks:0": 1_000}
