@@ -19,7 +19,7 @@ import yaml  # type: ignore[import-untyped]
 
 from alerts.clock import iso_ms
 from simulator import Incident, Scenario, ScenarioConfig, generate, produce
-from streams.cli import main
+from streams.runtime.cli import main
 from tests.support.alerts import alert_records, am_alerts, unique_stores, wait_for
 from tests.support.kafka import consume
 from tests.support.worker import WorkerFactory

@@ -163,7 +163,7 @@ def test_every_store_and_sku_opens_with_a_snapshot() -> None:
 
 @pytest.mark.parametrize("index", [0, 1])
 def test_events_validate_with_the_pipeline_models(index: int) -> None:
-    events = pytest.importorskip("streams.events")
+    events = pytest.importorskip("streams.contract.events")
     scenario = scenarios()[index]
     adapters = {kind.value: events.event_adapter(kind) for kind in events.TopicKind}
     for topic, _key, event in scenario.deliveries:
@@ -174,8 +174,8 @@ def test_events_validate_with_the_pipeline_models(index: int) -> None:
 
 
 def test_batched_messages_decode_without_rejections() -> None:
-    decoding = pytest.importorskip("streams.decoding")
-    events = pytest.importorskip("streams.events")
+    decoding = pytest.importorskip("streams.contract.decoding")
+    events = pytest.importorskip("streams.contract.events")
     scenario = incident_scenario()
     decoders = {
         kind.value: decoding.MessageDecoder(kind, clock_ms=lambda: scenario.config.end_ms)
