@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from alerts.links import PLATFORM_DASHBOARD_UID, WARROOM_DASHBOARD_UID
+from alerts.prometheus_rules import CONFIG as RULES
 
 __all__ = [
     "DATASOURCE_UID",
@@ -48,9 +49,9 @@ SLICE = 'job="salewatch", store=~"$store", channel=~"$channel"'
 RECORDED_SLICE = 'store=~"$store", channel=~"$channel"'
 WORKERS = 'job="salewatch", instance=~"$instance"'
 
-# Thresholds of the platform alerts, drawn on the matching panels.
-LAG_ALERT_MESSAGES = 10_000
-DEADLETTER_ALERT_RATIO = 0.01
+# Thresholds of the platform alerts, drawn on the matching panels: the rules' own settings.
+LAG_ALERT_MESSAGES = RULES.lag_messages
+DEADLETTER_ALERT_RATIO = RULES.deadletter_ratio
 
 
 @dataclass(frozen=True)
