@@ -18,7 +18,6 @@ rule (why it is as it is), ``|`` blocks for multi-line PromQL and folded ``>-`` 
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import textwrap
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped]
 
+from alerts.as_code import generate_main
 from alerts.links import runbook_url
 
 __all__ = [
@@ -608,41 +608,15 @@ def render(rule_file: RuleFile) -> str:
 # -- command line -------------------------------------------------------------------------------
 
 
-def _stale_files(output_dir: Path, rendered: dict[str, str]) -> dict[str, str]:
-    """What is wrong with each file of ``output_dir`` that differs from ``rendered``."""
-    existing = {path.name for path in output_dir.glob("*.yml")}
-    problems = {name: "unexpected" for name in existing - rendered.keys()}
-    for name, text in rendered.items():
-        if name not in existing:
-            problems[name] = "missing"
-        elif (output_dir / name).read_text(encoding="utf-8") != text:
-            problems[name] = "stale"
-    return dict(sorted(problems.items()))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m alerts.prometheus_rules", description=__doc__.splitlines()[0]
+    return generate_main(
+        "alerts.prometheus_rules",
+        __doc__.splitlines()[0],
+        OUTPUT_DIR,
+        ".yml",
+        lambda: {name: render(rule_file) for name, rule_file in build_rule_files().items()},
+        argv,
     )
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if files differ"
-    )
-    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
-    args = parser.parse_args(argv)
-    output_dir: Path = args.output_dir
-    rendered = {name: render(rule_file) for name, rule_file in build_rule_files().items()}
-    if args.check:
-        problems = _stale_files(output_dir, rendered)
-        for name, problem in problems.items():
-            print(
-                f"{output_dir / name} is {problem}; run python -m alerts.prometheus_rules",
-                file=sys.stderr,
-            )
-        return 1 if problems else 0
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered.items():
-        (output_dir / name).write_text(text, encoding="utf-8")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ thresholds of the matching platform alerts (``alerts/rules/platform.yml``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from alerts.as_code import generate_main
 from alerts.links import PLATFORM_DASHBOARD_UID, WARROOM_DASHBOARD_UID
 from alerts.prometheus_rules import CONFIG as RULES
 
@@ -421,39 +420,15 @@ def render(board: Json) -> str:
 # -- command line -----------------------------------------------------------------------------
 
 
-def _stale_files(output_dir: Path, rendered: dict[str, str]) -> list[str]:
-    existing = {path.name for path in output_dir.glob("*.json")}
-    changed = [
-        name
-        for name, text in rendered.items()
-        if name not in existing or (output_dir / name).read_text(encoding="utf-8") != text
-    ]
-    return sorted([*changed, *(existing - rendered.keys())])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m grafana.dashboards", description=__doc__.splitlines()[0]
+    return generate_main(
+        "grafana.dashboards",
+        __doc__.splitlines()[0],
+        OUTPUT_DIR,
+        ".json",
+        lambda: {name: render(board) for name, board in build_dashboards().items()},
+        argv,
     )
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if files differ"
-    )
-    parser.add_argument("--output-dir", type=Path, default=OUTPUT_DIR)
-    args = parser.parse_args(argv)
-    output_dir: Path = args.output_dir
-    rendered = {name: render(board) for name, board in build_dashboards().items()}
-    if args.check:
-        stale = _stale_files(output_dir, rendered)
-        for name in stale:
-            print(
-                f"{output_dir / name} is out of date; run python -m grafana.dashboards",
-                file=sys.stderr,
-            )
-        return 1 if stale else 0
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered.items():
-        (output_dir / name).write_text(text, encoding="utf-8")
-    return 0
 
 
 if __name__ == "__main__":
