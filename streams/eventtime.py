@@ -82,6 +82,21 @@ class Watermark:
         self.expected_inputs = expected_inputs
         self.advance(wall_ms)
 
+    def saved(self) -> dict[str, Any]:
+        """What a restarted worker needs: the watermark and each input's stream time."""
+        return {
+            "watermark_ms": self.watermark_ms,
+            "inputs": {name: max_ts for name, (max_ts, _) in self.inputs.items()},
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Back to `saved`. Inputs count as not idle until stage 1 reports on them again,
+        so an input nobody reports on yet holds windows open rather than letting them
+        close early. Without the inputs, a worker that took over after every event was
+        read (nothing new to read, no watermark yet) would never close a window."""
+        self.watermark_ms = saved["watermark_ms"]
+        self.inputs = {name: (max_ts, False) for name, max_ts in saved["inputs"].items()}
+
     def advance(self, wall_ms: int) -> None:
         if len(self.inputs) < self.expected_inputs or not self.inputs:
             return

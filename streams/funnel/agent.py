@@ -90,7 +90,7 @@ class FunnelStage(BatchedStage):
         state = FunnelPartition(p, s.window_ms, s.grace_ms, s.dedup_horizon_ms)
         raw_watermark = self.watermark_table.get(str(p))
         if raw_watermark is not None:
-            state.watermark.watermark_ms = orjson.loads(raw_watermark)
+            state.watermark.restore(orjson.loads(raw_watermark))
         prefix = f"{p}|"
         for key, raw in list(self.windows_table.items()):
             if key.startswith(prefix):
@@ -147,8 +147,8 @@ class FunnelStage(BatchedStage):
                 self.windows_table[key] = orjson.dumps(aggregate.to_dict())
         for key, order in outcome.touched_orders.items():
             self.orders_table[key] = order.encode()
-        if state.watermark.watermark_ms is not None:
-            self.watermark_table[str(p)] = orjson.dumps(state.watermark.watermark_ms)
+        if state.watermark.inputs:
+            self.watermark_table[str(p)] = orjson.dumps(state.watermark.saved())
 
     def _persist_dedup(self, p: int, state: FunnelPartition, batch_offset: int) -> None:
         """The ids a batch added, under a key no other batch of the partition has: its last

@@ -34,3 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     sys.exit(module.run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -121,3 +121,24 @@ def test_reading_again_from_the_last_commit_starts_from_its_stream_time() -> Non
     progress.observe({"shop.clicks:0": 90_000, "shop.carts:1": 5}, [])
     progress.rewind()
     assert progress.max_ts == {"shop.clicks:0": 1_000}
+
+
+def test_a_worker_that_takes_over_after_everything_was_read_still_closes_windows() -> None:
+    """The previous owner read every event but never got a watermark out; the new one reads
+    nothing new and its stage 1 knows no stream time. The inputs' stream times saved with
+    the state are what lets the wall clock move the watermark on (found by the
+    differential test: a SIGTERM restart of a backfill left every window unemitted)."""
+    before = watermark()
+    before.report({"clicks:0": [100_000, False], "orders:0": [90_000, False]}, 2, wall_ms=0)
+    saved = {"watermark_ms": None, "inputs": before.saved()["inputs"]}
+
+    after = watermark()
+    after.restore(saved)
+    idle_and_unknown = {"clicks:0": [None, True], "orders:0": [None, True]}
+    after.report(idle_and_unknown, expected_inputs=2, wall_ms=1_000)
+    after.report(idle_and_unknown, expected_inputs=2, wall_ms=1_000 + W + GRACE)
+    assert after.closed_before_ms is not None and after.closed_before_ms >= W
+
+    forgotten = watermark()  # what the new owner had before: nothing saved but the windows
+    forgotten.report(idle_and_unknown, expected_inputs=2, wall_ms=1_000 + W + GRACE)
+    assert forgotten.closed_before_ms is None
