@@ -40,6 +40,9 @@ class Draws:
     max_examples=3,
     deadline=None,
     database=None,
+    # the same schedules in every run, so CI is repeatable; `python -m
+    # benchmarks.differential` draws new ones
+    derandomize=True,
     phases=[Phase.explicit, Phase.generate],  # no shrinking: each example is a real run
     suppress_health_check=[HealthCheck.too_slow],
 )
