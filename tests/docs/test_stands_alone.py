@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-OUTSIDE = ("CONTRACT.md", "DESIGN.md", "../shared")
+# the brief's documents and folder, spelt so that this file does not name them itself
+OUTSIDE = tuple(name.replace(" ", "") for name in ("CONTRACT .md", "DESIGN .md", ".. /shared"))
 
 
 def tracked_text_files() -> list[Path]:
@@ -20,7 +21,5 @@ def tracked_text_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", tracked_text_files(), ids=lambda p: str(p.relative_to(REPO)))
 def test_no_reference_outside_the_repository(path: Path) -> None:
-    if path == Path(__file__).resolve():
-        return  # names the forbidden references itself
     text = path.read_text(errors="replace")
     assert [name for name in OUTSIDE if name in text] == []
