@@ -311,15 +311,27 @@ def test_alertmanager_inhibits_as_documented(
             ),
         ]
     )
-    expected = {
-        ("StockOut", "A", ""): "active",
-        ("LowStockSoon", "A", ""): "suppressed",  # that SKU is out of stock
-        ("LowStockSoon", "B", ""): "active",
-        ("ConversionDrop", "pay", "app"): "active",
-        ("ConversionDrop", "cart", "app"): "suppressed",  # critical of the same store x channel
-        ("ConversionDrop", "cart", "web"): "active",
-    }
+
+    def expected() -> dict[tuple[str, str, str], str]:
+        # The stack's own Prometheus fires SalewatchWorkerDown while no worker is scraped,
+        # and that mutes every warning ConversionDrop: then the web one is muted too.
+        workers_down = any_active(stack, "SalewatchWorkerDown")
+        return {
+            ("StockOut", "A", ""): "active",
+            ("LowStockSoon", "A", ""): "suppressed",  # that SKU is out of stock
+            ("LowStockSoon", "B", ""): "active",
+            ("ConversionDrop", "pay", "app"): "active",
+            ("ConversionDrop", "cart", "app"): "suppressed",  # critical of that store x channel
+            ("ConversionDrop", "cart", "web"): "suppressed" if workers_down else "active",
+        }
+
     deadline = time.monotonic() + 15
-    while (states := alert_states(stack, store)) != expected and time.monotonic() < deadline:
+    while (states := alert_states(stack, store)) != expected() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert states == expected
+    assert states == expected()
+
+
+def any_active(stack: Stack, alertname: str) -> bool:
+    query = urllib.parse.urlencode({"filter": f'alertname="{alertname}"', "active": "true"})
+    alerts = http_json(f"{stack.alertmanager_url}/api/v2/alerts?{query}")
+    return any(alert["status"]["state"] == "active" for alert in alerts)
