@@ -26,7 +26,9 @@ def stock_signals(status: StockStatus, t: Thresholds) -> list[Signal]:
             severity="critical", summary=f"{where} is out of stock",
             description=f"Available stock is {status.available} (below zero: oversold);"
             f" recent sales {rate}.",
-            details={"available": str(status.available)},
+            # the rate it sold at when it ran out: the post-sale review's lost-sales estimate
+            details={"available": str(status.available),
+                     "velocity_per_min": f"{status.velocity_per_min:.3f}"},
         )  # fmt: skip
         return [fire, low]
     if status.status is Status.LOW:

@@ -273,3 +273,8 @@ def test_stock_back_to_ok_resolves_both_low_with_a_hold() -> None:
         ("StockOut", False), ("LowStockSoon", False)
     ]  # fmt: skip
     assert signals[0].resolve_hold_s == 0 and signals[1].resolve_hold_s == 120
+
+
+def test_stock_out_carries_the_rate_it_sold_at() -> None:
+    fire, _ = stock_signals(status(Status.OUT, -2), THRESHOLDS)
+    assert fire.details == {"available": "-2", "velocity_per_min": "2.000"}
