@@ -195,6 +195,24 @@ class Calendar:
                 found = reference
         return found
 
+    def sale_start_ms(self, now_ms: int) -> int:
+        """Where the war room's "sale so far" starts: the first phase's start once it has
+        begun, else (no calendar, or before it) midnight of today in the local time zone."""
+        first = min((phase.start_ms for phase in self.phases), default=None)
+        if first is not None and first <= now_ms:
+            return first
+        today = datetime.fromtimestamp(now_ms / 1000).astimezone()
+        midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
+        return round(midnight.timestamp() * 1000)
+
+    def phases_running(self, now_ms: int) -> dict[str, bool]:
+        """Each phase name and whether a phase of that name runs now (any store)."""
+        running: dict[str, bool] = {}
+        for phase in self.phases:
+            now_in = phase.start_ms <= now_ms < phase.end_ms
+            running[phase.name] = running.get(phase.name, False) or now_in
+        return running
+
     def _matching(self, store_id: str, channel: str) -> Iterable[Phase]:
         return (phase for phase in self.phases if phase.applies_to(store_id, channel))
 

@@ -199,6 +199,13 @@ class AlertStage:
         await self._commit(self.book.due(now_ms))
         if self.notifier is not None:
             self.notifier.resend(self.book.active.values(), now_ms)
+        self._export_calendar(now_ms)
+
+    def _export_calendar(self, now_ms: int) -> None:
+        """The sale's start and running phases, for the war room's totals and annotations."""
+        self.metrics.sale_start.set(self.calendar.sale_start_ms(now_ms) / 1000)
+        for name, running in self.calendar.phases_running(now_ms).items():
+            self.metrics.campaign_phase.labels(name).set(1 if running else 0)
 
     # --- state changes ------------------------------------------------------------------------
     def _apply(self, signals: Iterable[Signal], q: int) -> Update:

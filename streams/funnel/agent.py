@@ -203,8 +203,8 @@ class FunnelStage(BatchedStage):
             m.funnel_events.labels(store(store_id), channel(ch), stage).inc(n)
         for (store_id, ch, currency), amount in outcome.gmv.items():
             m.gmv.labels(store(store_id), channel(ch), currency).inc(float(amount))
-        for (store_id, ch), n in outcome.paid_orders.items():
-            m.paid_orders.labels(store(store_id), channel(ch)).inc(n)
+        for (store_id, ch, currency), n in outcome.paid_orders.items():
+            m.paid_orders.labels(store(store_id), channel(ch), currency).inc(n)
         for (event_type, result), n in outcome.outcomes.items():
             topic = self.type_topic[event_type]
             m.event_outcomes.labels(topic, result.value).inc(n)

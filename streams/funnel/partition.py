@@ -53,7 +53,7 @@ class BatchOutcome:
     touched_orders: dict[str, OrderState] = field(default_factory=dict)
     funnel: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     gmv: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
-    paid_orders: Counter[tuple[str, str]] = field(default_factory=Counter)
+    paid_orders: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # + currency
     outcomes: Counter[tuple[str, Outcome]] = field(default_factory=Counter)  # by event type
 
     def count(self, event_type: str, outcome: Outcome) -> None:
@@ -167,8 +167,8 @@ class FunnelPartition:
         if counted is None:
             out.funnel[store_id, channel, stage] += 1
             if stage == "pay":
-                out.paid_orders[store_id, channel] += 1
                 gmv_key = (store_id, channel, currency)
+                out.paid_orders[gmv_key] += 1
                 out.gmv[gmv_key] = out.gmv.get(gmv_key, Decimal(0)) + Decimal(amount)
         return counted is None, [ts_ms, event_id, channel]
 

@@ -53,6 +53,7 @@ class IngestCounts:
     messages: Counter[str] = field(default_factory=Counter)  # by topic
     events: Counter[tuple[str, str]] = field(default_factory=Counter)  # by topic, type
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # by topic, reason
+    newest_ts: dict[str, int] = field(default_factory=dict)  # by topic: largest ts read (ms)
 
     def apply(self, metrics: Metrics) -> None:
         now = time.time()
@@ -64,6 +65,8 @@ class IngestCounts:
             metrics.last_event.labels(topic).set(now)
         for (topic, reason), n in self.rejected.items():
             metrics.deadletters.labels(topic, reason).inc(n)
+        for topic, ts_ms in self.newest_ts.items():
+            metrics.newest_event_time.labels(topic).set(ts_ms / 1000)
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Ingestor:
         self._partitions = settings.partitions
         self._window_ms = settings.window_ms
         self._grace_ms = settings.grace_ms
+        self._newest_ts: dict[str, int] = {}  # by topic, over every batch of this process
 
     @property
     def topic_names(self) -> list[str]:
@@ -122,6 +126,10 @@ class Ingestor:
                         rejection, record.key, record.topic, record.partition, record.offset
                     )
                 )
+        for name, ts_ms in result.max_ts.items():
+            topic = name.rpartition(":")[0]
+            if ts_ms > self._newest_ts.get(topic, ts_ms - 1):
+                self._newest_ts[topic] = counts.newest_ts[topic] = ts_ms
         return result
 
 

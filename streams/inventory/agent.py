@@ -17,6 +17,7 @@ telling the listeners: the new owner announces them.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from streams.inventory.stock import (
     reevaluate,
     status_of,
 )
-from streams.runtime.metrics import Metrics
+from streams.runtime.metrics import OTHER, TOP_SKUS, Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.stage import BatchedStage
 from streams.runtime.state import partitioned_table, writing_to
@@ -81,6 +82,7 @@ class InventoryStage(BatchedStage):
         self.listeners: list[StockListener] = []
         self.partitions: dict[int, PartitionMeta] = {}  # loaded partitions
         self._flag_counts: Counter[tuple[str, Status]] = Counter()  # by store label
+        self._top_skus: dict[tuple[str, Status], set[str]] = defaultdict(set)  # exported
 
     def register(self) -> None:
         self.register_agent(self.topics.stock, "inventory")
@@ -100,6 +102,10 @@ class InventoryStage(BatchedStage):
         for label, status in list(self._flag_counts):
             self._gauge(status).labels(label).set(0)
         self._flag_counts.clear()
+        for (store_id, status), skus in self._top_skus.items():
+            for sku in skus:
+                self._top_gauge(status).remove(store_id, sku)
+        self._top_skus.clear()
 
     def assigned(self) -> set[int]:
         topic = self.stock_topic
@@ -176,6 +182,7 @@ class InventoryStage(BatchedStage):
     async def _publish(self, statuses: list[StockStatus]) -> None:
         for status in statuses:
             self._record(status)
+        self._export_top({status.store_id for status in statuses})
         for status in statuses:
             for listener in self.listeners:
                 try:
@@ -201,6 +208,30 @@ class InventoryStage(BatchedStage):
     def _gauge(self, status: Status) -> Any:
         m = self.metrics
         return m.stock_out_skus if status is Status.OUT else m.low_stock_skus
+
+    def _top_gauge(self, status: Status) -> Any:
+        m = self.metrics
+        return m.stock_out_top if status is Status.OUT else m.low_stock_top
+
+    def _export_top(self, store_ids: set[str]) -> None:
+        """The TOP_SKUS most urgent out and low SKUs of each store, the only gauges with a
+        `sku` label (bounded by the store cap times TOP_SKUS). Stores past the cap share
+        `other`, where one store's top would overwrite another's: not exported."""
+        for store_id in store_ids:
+            if self.metrics.store_label(store_id) == OTHER:
+                continue
+            for status in (Status.OUT, Status.LOW):
+                top = self.index.flagged(store_id, (status,))[:TOP_SKUS]
+                values = {
+                    s.sku: float(s.available) if status is Status.OUT else s.minutes_to_stockout
+                    for s in top
+                }
+                gauge = self._top_gauge(status)
+                for sku in self._top_skus[store_id, status] - values.keys():
+                    gauge.remove(store_id, sku)
+                for sku, value in values.items():
+                    gauge.labels(store_id, sku).set(math.inf if value is None else value)
+                self._top_skus[store_id, status] = set(values)
 
     # --- the tick: loads new partitions; low keys recover as their partition's event
     # time moves on without their sales -----------------------------------------------
@@ -230,6 +261,8 @@ class InventoryStage(BatchedStage):
                 self.table[key] = state.encode()
             transitions.append(transition)
         await self._publish(transitions)
+        # minutes to stock-out of the low keys changed with event time, transition or not
+        self._export_top({low.store_id for low in self.index.all(Status.LOW)})
 
     # --- reads for the HTTP API -----------------------------------------------------
     def lookup(self, store_id: str, sku: str) -> dict[str, Any] | None:

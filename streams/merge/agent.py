@@ -149,4 +149,15 @@ class MergeStage(BatchedStage):
         for stage, ratio in record["conversion"].items():
             if ratio is not None:
                 m.conversion.labels(store, channel, stage).set(ratio)
+        m.payment_failures.labels(store, channel).inc(record["payment_failed"])
+        m.refund_requests.labels(store, channel).inc(record["refund_requested"])
+        viewers = record["users"]["impression"]
+        visit_depth = record["counts"]["impression"] / viewers if viewers else None
+        for gauge, ratio in (
+            (m.payment_failure_ratio, record["payment_failure_rate"]),
+            (m.refund_ratio, record["refund_rate"]),
+            (m.visit_depth, visit_depth),
+        ):
+            if ratio is not None:
+                gauge.labels(store, channel).set(ratio)
         m.windows_closed.inc()

@@ -6,18 +6,23 @@ a cap are reported as `other`, so one misbehaving client cannot blow up Promethe
 
 from __future__ import annotations
 
+import platform
+from importlib.metadata import version
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Info,
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
 
-__all__ = ["OTHER", "LabelCap", "Metrics"]
+__all__ = ["OTHER", "TOP_SKUS", "LabelCap", "Metrics"]
 
 OTHER = "other"
+TOP_SKUS = 5  # SKUs per store in the top-N stock gauges: the only `sku` label, bounded
 
 # `*_created` series double the exposition and no dashboard reads them.
 disable_created_metrics()
@@ -53,6 +58,10 @@ class Metrics:
         self.channel_label = LabelCap(max_channels)
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co, per worker
+        self.build = Info(
+            "salewatch_build", "Version of salewatch and Python this worker runs", registry=r
+        )
+        self.build.info({"version": version("salewatch"), "python": platform.python_version()})
 
         # ingest
         self.messages = Counter(
@@ -99,6 +108,13 @@ class Metrics:
         self.last_event = Gauge(
             "salewatch_last_event_timestamp_seconds",
             "Wall-clock time the last valid event of a topic was read",
+            ["topic"],
+            registry=r,
+        )
+        self.newest_event_time = Gauge(
+            "salewatch_newest_event_time_seconds",
+            "Event time (ts) of the newest valid event read from a topic; now minus it is the "
+            "event-time lag",
             ["topic"],
             registry=r,
         )
@@ -153,7 +169,40 @@ class Metrics:
             registry=r,
         )
         self.paid_orders = Counter(
-            "salewatch_paid_orders", "Paid orders", ["store", "channel"], registry=r
+            "salewatch_paid_orders",
+            "Paid orders, by the currency they paid in (AOV = GMV / paid orders per currency)",
+            ["store", "channel", "currency"],
+            registry=r,
+        )
+        self.payment_failures = Counter(
+            "salewatch_payment_failures",
+            "payment_failed events counted in final windows",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.refund_requests = Counter(
+            "salewatch_refund_requests",
+            "refund_requested events counted in final windows",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.payment_failure_ratio = Gauge(
+            "salewatch_payment_failure_ratio",
+            "payment_failed / (order_paid + payment_failed) in the latest closed window",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.refund_ratio = Gauge(
+            "salewatch_refund_ratio",
+            "refund_requested / order_paid in the latest closed window",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.visit_depth = Gauge(
+            "salewatch_visit_depth_ratio",
+            "PV / UV: impressions per unique viewing user in the latest closed window",
+            ["store", "channel"],
+            registry=r,
         )
         self.windows_closed = Counter(
             "salewatch_windows_closed", "Final window results emitted", registry=r
@@ -169,6 +218,18 @@ class Metrics:
             ["store"],
             registry=r,
         )
+        self.stock_out_top = Gauge(
+            "salewatch_stock_out_top_skus",
+            f"Available stock (<= 0) of the {TOP_SKUS} most oversold out-of-stock SKUs per store",
+            ["store", "sku"],
+            registry=r,
+        )
+        self.low_stock_top = Gauge(
+            "salewatch_low_stock_top_skus",
+            f"Minutes to stock-out of the {TOP_SKUS} most urgent running-low SKUs per store",
+            ["store", "sku"],
+            registry=r,
+        )
         self.stockouts = Counter(
             "salewatch_stockouts", "Transitions of a SKU into stock-out", ["store"], registry=r
         )
@@ -176,7 +237,19 @@ class Metrics:
             "salewatch_restocks", "Restock events applied", ["store"], registry=r
         )
 
-        # alerts
+        # alerts and the campaign calendar
+        self.sale_start = Gauge(
+            "salewatch_sale_start_timestamp_seconds",
+            "Start of the sale: the campaign calendar's first phase, or else today's midnight "
+            "(the worker's time zone)",
+            registry=r,
+        )
+        self.campaign_phase = Gauge(
+            "salewatch_campaign_phase_active",
+            "1 while a phase of the campaign calendar runs, else 0",
+            ["phase"],
+            registry=r,
+        )
         self.alerts_firing = Gauge(
             "salewatch_alerts_firing",
             "Business alerts firing now",

@@ -68,6 +68,27 @@ def test_windows_near_a_boundary_are_flagged_with_the_settle_time(tmp_path: Path
     assert c.near_boundary("s", "app", T0 + 10 * MIN, T0 + 11 * MIN, 0)
 
 
+def test_the_sale_starts_with_the_first_phase_or_today(tmp_path: Path) -> None:
+    c = calendar(tmp_path, {"phases": [phase("peak", 0, 10), phase("warm-up", -60, 0)]})
+    assert c.sale_start_ms(T0 + 5 * MIN) == T0 - 60 * MIN
+    assert c.sale_start_ms(T0 + 5 * 24 * 60 * MIN) == T0 - 60 * MIN  # a sale has one start
+    before = T0 - 3 * 60 * MIN  # before the calendar's first phase: today, local midnight
+    local = datetime.fromtimestamp(before / 1000).astimezone()
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert Calendar().sale_start_ms(before) == c.sale_start_ms(before)
+    assert c.sale_start_ms(before) == int(midnight.timestamp() * 1000)
+
+
+def test_phases_running_by_name(tmp_path: Path) -> None:
+    c = calendar(tmp_path, {"phases": [
+        phase("flash", 0, 5, stores=["s1"]), phase("flash", 20, 25), phase("night", 0, 60),
+    ]})  # fmt: skip
+    assert c.phases_running(T0 + 2 * MIN) == {"flash": True, "night": True}
+    assert c.phases_running(T0 + 10 * MIN) == {"flash": False, "night": True}
+    assert c.phases_running(T0 + 22 * MIN) == {"flash": True, "night": True}
+    assert c.phases_running(T0 + 60 * MIN) == {"flash": False, "night": False}
+
+
 def test_phase_thresholds_override_file_defaults_later_phases_win(tmp_path: Path) -> None:
     c = calendar(tmp_path, {
         "thresholds": {"payment_failure": {"pool_volume": 20}},

@@ -40,8 +40,9 @@ def test_every_setting_has_a_row_and_every_row_a_setting() -> None:
 
 
 def test_every_metric_has_a_row_and_every_row_a_metric() -> None:
+    suffix = {"counter": "_total", "info": "_info"}  # what the exposition appends
     in_code = {
-        family.name + "_total" if family.type == "counter" else family.name
+        family.name + suffix.get(family.type, "")
         for family in Metrics().registry.collect()
         if family.name.startswith("salewatch_")
     }

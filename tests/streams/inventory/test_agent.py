@@ -12,7 +12,7 @@ from streams.inventory.agent import InventoryStage
 from streams.inventory.api import parse_limit, parse_statuses
 from streams.inventory.changes import StockChange
 from streams.inventory.stock import Status, StockStatus, apply_changes
-from streams.runtime.metrics import Metrics
+from streams.runtime.metrics import TOP_SKUS, Metrics
 from streams.runtime.settings import load_settings
 from streams.runtime.topics import Topics
 
@@ -69,6 +69,32 @@ async def test_gauges_counters_and_listeners_follow_transitions(stage: Inventory
     assert value(stage, "salewatch_stock_out_skus", "s1") == 0
     assert value(stage, "salewatch_stock_out_skus", "other") == 0
     assert stage.flagged("s1", [Status.OUT]) == []
+
+
+async def test_top_skus_per_store_are_bounded_and_follow_the_index(stage: InventoryStage) -> None:
+    def top(name: str, store: str = "s1") -> dict[str, float]:
+        return {
+            sample.labels["sku"]: sample.value
+            for family in stage.metrics.registry.collect()
+            if family.name == name
+            for sample in family.samples
+            if sample.labels["store"] == store
+        }
+
+    def out(sku: str, available: int, store: str = "s1") -> StockStatus:
+        return StockStatus(store, sku, Status.OUT, Status.OK, available, 1.0, None, 0)
+
+    await stage._publish([out(f"k{i}", -i) for i in range(TOP_SKUS + 3)])
+    await stage._publish([change("low", Status.LOW, Status.OK), out("x", -1, store="s2")])
+    most_oversold = {f"k{i}": float(-i) for i in range(7, 7 - TOP_SKUS, -1)}
+    assert top("salewatch_stock_out_top_skus") == most_oversold
+    assert top("salewatch_low_stock_top_skus") == {"low": 3.0}
+    assert top("salewatch_stock_out_top_skus", "other") == {}  # past the store cap: not shown
+    await stage._publish([StockStatus("s1", "k7", Status.OK, Status.OUT, 5, 1.0, None, 0)])
+    assert "k7" not in top("salewatch_stock_out_top_skus")
+    assert len(top("salewatch_stock_out_top_skus")) == TOP_SKUS
+    stage.forget_partitions()
+    assert top("salewatch_stock_out_top_skus") == top("salewatch_low_stock_top_skus") == {}
 
 
 def test_the_horizons_come_from_the_settings(stage: InventoryStage) -> None:
