@@ -90,6 +90,7 @@ async def supervise(
             daemon=True,
         )
         process.start()
+        status.ingest_pid = process.pid
         theirs.close()
         loop.add_reader(ours.fileno(), server.handle, ours)
         status.ingest_running = True
@@ -99,6 +100,7 @@ async def supervise(
             log.error("ingest process exited with %s; restarting", process.exitcode)
         finally:
             status.ingest_running = False
+            status.ingest_pid = None
             loop.remove_reader(ours.fileno())
             ours.close()  # a process still running sees the pipe closed and stops
             await _stopped(process)
@@ -127,6 +129,7 @@ def register(
 ) -> None:
     """`input_stream_time(input)`: the stream time stage 2 last heard for an input partition."""
     server = IngestServer(metrics, status, input_stream_time)
+    metrics.watch_process("salewatch_ingest", lambda: status.ingest_pid)
     for name in ("events", "deadletter"):  # at 0 from the start: increase() sees the first
         metrics.produce_errors.labels(settings.output_topic(name))
 

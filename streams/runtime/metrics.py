@@ -7,6 +7,7 @@ a cap are reported as `other`, so one misbehaving client cannot blow up Promethe
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from importlib.metadata import version
 
 from prometheus_client import (
@@ -262,6 +263,11 @@ class Metrics:
             ["result"],
             registry=r,
         )
+
+    def watch_process(self, namespace: str, pid: Callable[[], int | None]) -> None:
+        """`<namespace>_process_*` (CPU, memory, open files) of another process of this worker,
+        exported while `pid()` names a running one."""
+        ProcessCollector(namespace=namespace, pid=lambda: str(pid()), registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,7 @@ class WorkerStatus:
 
     ingest_running: bool = False
     ingest_failing: bool = False  # stage 1's last sends failed; not committed since
+    ingest_pid: int | None = None  # stage 1's process while it runs (its CPU and memory)
 
     @property
     def healthy(self) -> bool:
