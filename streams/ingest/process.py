@@ -30,6 +30,7 @@ from streams.contract.errors import SalewatchError
 from streams.eventtime import InputProgress
 from streams.ingest.ingestor import IngestCounts, Ingestor, IngestResult, encode_chunks
 from streams.runtime.settings import Settings
+from streams.runtime.topics import METADATA_MAX_AGE_MS
 
 __all__ = ["DeliveryFailed", "WorkerLink", "main"]
 
@@ -195,6 +196,7 @@ class IngestLoop:
             # the next, so big ones would let one topic run far ahead of the others.
             max_partition_fetch_bytes=256 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,  # input topics created after start
         )
         self._output = RoutedProducer(settings)
         self._progress = InputProgress(self._consumer, settings.idle_ms)

@@ -15,7 +15,7 @@ from streams.merge.agent import MergeStage
 from streams.runtime import web
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
-from streams.runtime.topics import Topics
+from streams.runtime.topics import METADATA_MAX_AGE_MS, Topics
 from streams.runtime.web import WorkerStatus
 
 __all__ = ["build_app"]
@@ -41,6 +41,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         producer_max_request_size=4 * 1024 * 1024,
         stream_buffer_maxsize=max(4096, settings.batch_max_messages * 2),
         broker_commit_interval=1.0,
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
     topics = Topics.declare(app, settings)
     status = WorkerStatus()

@@ -10,7 +10,14 @@ from faust.types import TopicT
 from streams.contract.events import TopicKind
 from streams.runtime.settings import Settings
 
-__all__ = ["Topics"]
+__all__ = ["METADATA_MAX_AGE_MS", "Topics"]
+
+# How soon a consumer sees a topic created after it subscribed (the clients' default is five
+# minutes). A worker creates its internal topics while its consumer joins the group: a group
+# leader whose metadata predates them assigns their partitions to nobody until it refreshes,
+# and a second worker joining does not refresh it. Found replaying a differential schedule
+# (two workers started before the data): one run in three emitted no window at all.
+METADATA_MAX_AGE_MS = 5_000
 
 
 @dataclass(frozen=True)
