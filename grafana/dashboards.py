@@ -1,416 +1,706 @@
 """Grafana dashboards as code: the war room and the platform dashboard.
 
-``python -m grafana.dashboards`` writes ``grafana/dashboards/<uid>.json``; with ``--check`` it
-writes nothing and exits 1 if a file is missing, stale or unexpected (CI runs the check
-through ``tests/grafana/test_dashboards.py``). Output is deterministic: sorted keys, fixed
-uids and panel ids, so a regenerated file only differs when the code changed.
+Built with grafana-foundation-sdk, Grafana's own typed builders (generated from Grafana's
+schema, pinned to the Grafana version of docker-compose.yml). ``python -m grafana.dashboards``
+writes ``grafana/dashboards/<uid>.json``; with ``--check`` it writes nothing and exits 1 if a
+file is missing, stale or unexpected (CI runs the check through
+``tests/grafana/test_dashboards.py``). Output is deterministic: sorted keys, fixed uids and
+panel ids.
 
-Queries read the recording rules of ``alerts/rules/recording.yml`` where one exists, and the
-raw metrics of ``docs/architecture.md`` otherwise. Thresholds drawn on panels are the
-thresholds of the matching platform alerts (``alerts/rules/platform.yml``).
+Panels are laid out top to bottom in the order ops reads them. Every panel says what it
+shows and what to do when it looks wrong, with the runbook section of the alert that goes
+with it. Thresholds drawn on panels are those of the matching alerts.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from alerts.as_code import generate_main
-from alerts.links import PLATFORM_DASHBOARD_UID, WARROOM_DASHBOARD_UID
-from alerts.prometheus_rules import CONFIG as RULES
+from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_builder
+from grafana_foundation_sdk.builders import dashboard as builder
+from grafana_foundation_sdk.builders import prometheus as promql
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-__all__ = [
-    "DATASOURCE_UID",
-    "OUTPUT_DIR",
-    "Panel",
-    "Query",
-    "Row",
-    "build_dashboards",
-    "main",
-    "render",
-]
+from alerts.as_code import generate_main
+from alerts.links import PLATFORM_DASHBOARD_UID, WARROOM_DASHBOARD_UID, runbook_url
+from alerts.prometheus_rules import CONFIG as RULES
+from alerts.thresholds import Thresholds
+from streams.funnel.aggregates import STAGES
+from streams.runtime.metrics import TOP_SKUS
+
+__all__ = ["DATASOURCE_UID", "GRID_WIDTH", "OUTPUT_DIR", "build_dashboards", "main", "render"]
 
 Json = dict[str, Any]
 
 OUTPUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE_UID = "prometheus"  # provisioning/datasources/prometheus.yml
-DATASOURCE: Json = {"type": "prometheus", "uid": "${datasource}"}  # the variable below
+ALERTMANAGER_UID = "alertmanager"  # provisioning/datasources/alertmanager.yml
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 GRID_WIDTH = 24
 TAG = "salewatch"
-SCHEMA_VERSION = 39
 
 # Label filters: a store x channel slice for the war room, a worker slice for the platform.
-# Recorded series (level:metric:operation) keep only the labels of their level, no `job`.
 SLICE = 'job="salewatch", store=~"$store", channel=~"$channel"'
-RECORDED_SLICE = 'store=~"$store", channel=~"$channel"'
+STORES = 'job="salewatch", store=~"$store"'
 WORKERS = 'job="salewatch", instance=~"$instance"'
+SALE = "${sale_seconds}s"  # the sale so far (variable `sale_seconds`)
+SALE_START = 'salewatch_sale_start_timestamp_seconds{job="salewatch"}'
 
-# Thresholds of the platform alerts, drawn on the matching panels: the rules' own settings.
+# Thresholds of the alerts, drawn on the matching panels: the rules' and detectors' own.
 LAG_ALERT_MESSAGES = RULES.lag_messages
 DEADLETTER_ALERT_RATIO = RULES.deadletter_ratio
+PAYMENT_FAILURE_FLOOR = Thresholds().payment_failure.min_rate
+
+Kind = Literal["timeseries", "stat", "table", "bargauge"]
 
 
 @dataclass(frozen=True)
 class Query:
-    """One PromQL target of a panel."""
+    """One PromQL target; `instant` for stats and tables (one value per series, now)."""
 
     expr: str
     legend: str = "__auto"
+    instant: bool = False
 
 
 @dataclass(frozen=True)
 class Panel:
-    """A visualisation; laid out left to right, wrapping at the grid width."""
-
     title: str
     queries: tuple[Query, ...]
+    description: str
+    kind: Kind = "timeseries"
     unit: str = "short"
-    kind: Literal["timeseries", "stat", "bargauge"] = "timeseries"
     width: int = 12
     height: int = 8
-    description: str = ""
-    threshold: float | None = None  # drawn in red; the matching alert's threshold
+    threshold: float | None = None  # drawn in red: the matching alert's threshold
 
 
 @dataclass(frozen=True)
 class Row:
-    """A full-width section title."""
-
     title: str
 
 
 Item = Panel | Row
 
 
-# -- JSON building blocks ---------------------------------------------------------------------
+def panel(title: str, expr: str, legend: str, description: str, **options: Any) -> Panel:
+    """A panel with one query; stats, tables and bar gauges ask for the value now."""
+    instant = options.get("kind", "timeseries") != "timeseries"
+    return Panel(title, (Query(expr, legend, instant),), description, **options)
 
 
-def _target(query: Query, ref_id: str) -> Json:
-    return {
-        "datasource": DATASOURCE,
-        "editorMode": "code",
-        "expr": query.expr,
-        "legendFormat": query.legend,
-        "range": True,
-        "refId": ref_id,
-    }
+def runbook(alertname: str) -> str:
+    return f"Alert {alertname}: runbook {runbook_url(alertname)}"
 
 
-def _thresholds(threshold: float | None) -> Json:
-    steps: list[Json] = [{"color": "green", "value": None}]
-    if threshold is not None:
-        steps.append({"color": "red", "value": threshold})
-    return {"mode": "absolute", "steps": steps}
+# -- PromQL building blocks -------------------------------------------------------------------
 
 
-def _field_config(panel: Panel) -> Json:
-    defaults: Json = {"unit": panel.unit, "thresholds": _thresholds(panel.threshold)}
-    if panel.kind == "timeseries":
-        mode = "off" if panel.threshold is None else "line"
-        defaults["custom"] = {"fillOpacity": 10, "thresholdsStyle": {"mode": mode}}
-    return {"defaults": defaults, "overrides": []}
+def since_sale_start(metric: str, selector: str, by: str) -> str:
+    """Exact increase of a counter since the sale started (`sale_seconds` ago): its value now
+    minus its value then (0 for series born since). Exact while no worker restarted during
+    the sale; a restart starts its counters again from 0 and this total drops by what they
+    had counted (the per-minute panels and the window records are not affected)."""
+    now = f"sum by ({by}) ({metric}{{{selector}}})"
+    then = f"{metric}{{{selector}}} offset {SALE}"
+    return f"{now} - (sum by ({by}) ({then}) or {now} * 0)"
 
 
-def _options(kind: Literal["timeseries", "stat", "bargauge"]) -> Json:
-    last_value = {"calcs": ["lastNotNull"], "fields": "", "values": False}
-    if kind == "stat":
-        return {"colorMode": "value", "graphMode": "area", "reduceOptions": last_value}
-    if kind == "bargauge":
-        return {
-            "displayMode": "gradient",
-            "orientation": "horizontal",
-            "reduceOptions": last_value,
-            "showUnfilled": True,
-        }
-    return {
-        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-        "tooltip": {"mode": "multi", "sort": "desc"},
-    }
+def per_minute(metric: str, selector: str, by: str) -> str:
+    return f"sum by ({by}) (rate({metric}{{{selector}}}[$__rate_interval])) * 60"
 
 
-def _panel_json(panel: Panel, panel_id: int, grid_pos: Json) -> Json:
-    return {
-        "datasource": DATASOURCE,
-        "description": panel.description,
-        "fieldConfig": _field_config(panel),
-        "gridPos": grid_pos,
-        "id": panel_id,
-        "options": _options(panel.kind),
-        "targets": [_target(q, chr(ord("A") + i)) for i, q in enumerate(panel.queries)],
-        "title": panel.title,
-        "type": panel.kind,
-    }
+def rate_of(metric: str, selector: str, by: str = "") -> str:
+    grouping = f"by ({by}) " if by else ""
+    return f"sum {grouping}(rate({metric}{{{selector}}}[$__rate_interval]))"
 
 
-def _row_json(row: Row, panel_id: int, grid_pos: Json) -> Json:
-    return {
-        "collapsed": False,
-        "gridPos": grid_pos,
-        "id": panel_id,
-        "panels": [],
-        "title": row.title,
-        "type": "row",
-    }
+def at_stage(stage: str) -> str:
+    return f'{SLICE}, stage="{stage}"'
 
 
-def layout(items: Sequence[Item]) -> list[Json]:
-    """Panels with ids 1..n and grid positions: rows full width, panels wrapping at 24."""
-    result: list[Json] = []
-    x = y = line_height = 0
-    for panel_id, item in enumerate(items, start=1):
-        width, height = (GRID_WIDTH, 1) if isinstance(item, Row) else (item.width, item.height)
-        if x + width > GRID_WIDTH:
-            x, y, line_height = 0, y + line_height, 0
-        grid_pos = {"h": height, "w": width, "x": x, "y": y}
-        if isinstance(item, Row):
-            result.append(_row_json(item, panel_id, grid_pos))
-        else:
-            result.append(_panel_json(item, panel_id, grid_pos))
-        x, line_height = x + width, max(line_height, height)
-    return result
+# -- the war room -----------------------------------------------------------------------------
 
 
-def datasource_variable() -> Json:
-    return {
-        "current": {"selected": False, "text": "Prometheus", "value": DATASOURCE_UID},
-        "hide": 0,
-        "includeAll": False,
-        "label": "Data source",
-        "multi": False,
-        "name": "datasource",
-        "options": [],
-        "query": "prometheus",
-        "refresh": 1,
-        "regex": "",
-        "type": "datasource",
-    }
-
-
-def query_variable(name: str, label: str, query: str) -> Json:
-    """A multi-value label_values() variable with an `All` option matching `.*`."""
-    return {
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "datasource": DATASOURCE,
-        "definition": query,
-        "hide": 0,
-        "includeAll": True,
-        "label": label,
-        "multi": True,
-        "name": name,
-        "options": [],
-        "query": query,
-        "refresh": 2,
-        "regex": "",
-        "sort": 1,
-        "type": "query",
-    }
-
-
-def dashboard(uid: str, title: str, variables: list[Json], items: Sequence[Item]) -> Json:
-    """A whole dashboard; its header links to every dashboard tagged ``salewatch``."""
-    return {
-        "editable": False,
-        "graphTooltip": 1,
-        "links": [
-            {
-                "asDropdown": False,
-                "includeVars": False,
-                "keepTime": True,
-                "tags": [TAG],
-                "title": "salewatch",
-                "type": "dashboards",
-            }
-        ],
-        "panels": layout(items),
-        "refresh": "10s",
-        "schemaVersion": SCHEMA_VERSION,
-        "tags": [TAG],
-        "templating": {"list": [datasource_variable(), *variables]},
-        "time": {"from": "now-1h", "to": "now"},
-        "timezone": "browser",
-        "title": title,
-        "uid": uid,
-        "version": 1,
-    }
-
-
-# -- the dashboards -----------------------------------------------------------------------------
-
-
-def single(title: str, expr: str, legend: str = "__auto", **options: Any) -> Panel:
-    """A panel with one query; `options` are the other Panel fields."""
-    return Panel(title, (Query(expr, legend),), **options)
-
-
-def per_minute(expr: str) -> str:
-    return f"{expr} * 60"
-
-
-def rate_by(labels: str, metric: str, selector: str) -> str:
-    return f"sum by ({labels}) (rate({metric}{{{selector}}}[$__rate_interval]))"
-
-
-def _money_panels() -> list[Item]:
-    gmv = f"sum by (currency) (increase(salewatch_gmv_total{{{SLICE}}}[$__range]))"
-    paid = f"sum(increase(salewatch_paid_orders_total{{{SLICE}}}[$__range]))"
-    aov = f"{gmv} / ignoring (currency) group_left () {paid}"
-    gmv_rate = (
-        f"sum by (currency) (store_channel_currency:salewatch_gmv:rate1m{{{RECORDED_SLICE}}})"
-    )
-    paid_rate = f"sum by (channel) (store_channel:salewatch_paid_orders:rate1m{{{RECORDED_SLICE}}})"
-    stat = {"kind": "stat", "width": 8, "height": 5}
+def _sale_panels() -> list[Item]:
+    gmv = since_sale_start("salewatch_gmv_total", SLICE, "currency")
+    paid = since_sale_start("salewatch_paid_orders_total", SLICE, "currency")
+    stat_ = {"kind": "stat", "width": 6, "height": 5}
     return [
-        Row("Money"),
-        single("GMV in range", gmv, "{{currency}}", **stat),
-        single("Paid orders in range", paid, "paid orders", **stat),
-        single("Average order value in range", aov, "{{currency}}", **stat),
-        single("GMV per minute", per_minute(gmv_rate), "{{currency}}"),
-        single("Paid orders per minute by channel", per_minute(paid_rate), "{{channel}}"),
+        Row("The sale so far"),
+        panel(
+            "GMV of the sale so far",
+            gmv,
+            "{{currency}}",
+            "Paid order amounts since the sale started (the campaign calendar's first phase, or "
+            "today's midnight), per currency. Flat while orders come in: check payments below "
+            "and " + runbook("PaymentFailureSpike") + ". It drops after a worker restart "
+            "(its counters start again): GMV per minute stays right.",
+            **stat_,
+        ),
+        panel(
+            "Paid orders of the sale so far",
+            f"sum({paid})",
+            "paid orders",
+            "Orders paid since the sale started, all currencies. Compare with orders placed in "
+            "the funnel below; a gap that grows means payments fail.",
+            **stat_,
+        ),
+        panel(
+            "Average order value per currency",
+            f"({gmv}) / on (currency) ({paid})",
+            "{{currency}}",
+            "GMV of a currency over the orders paid in that currency, since the sale started. "
+            "A sudden fall with steady orders: a price or coupon error, check with the store.",
+            **stat_,
+        ),
+        panel(
+            "Unique visitors (latest minute)",
+            f'sum(salewatch_window_users{{{SLICE}, stage="impression"}})',
+            "UV",
+            "Users who saw a product in the latest closed window (HLL estimate, 1.6% error), "
+            "summed over the selected stores and channels. Near 0: traffic is gone, see "
+            + runbook("TrafficDrop")
+            + ".",
+            **stat_,
+        ),
+        panel(
+            "GMV per minute",
+            f"topk($topn, {per_minute('salewatch_gmv_total', SLICE, 'currency')})",
+            "{{currency}}",
+            "GMV paid per minute by currency (live counters, move within a second of the "
+            "payment). A drop to 0 while traffic holds: payments or checkout are broken.",
+            width=12,
+        ),
+        panel(
+            "Paid orders per minute by store",
+            f"topk($topn, {per_minute('salewatch_paid_orders_total', SLICE, 'store')})",
+            "{{store}}",
+            "The $topn stores with the most paid orders per minute. One store falling alone "
+            "while the others hold: look at that store's funnel and stock.",
+            width=12,
+        ),
     ]
 
 
 def _funnel_panels() -> list[Item]:
-    by_stage = per_minute(
-        f"sum by (stage) (store_channel_stage:salewatch_funnel_events:rate1m{{{RECORDED_SLICE}}})"
-    )
-    steps = f"store_channel_stage:salewatch_funnel_step_conversion:ratio_rate5m{{{RECORDED_SLICE}}}"
-    closed = f"max by (store, channel, stage) (salewatch_conversion_ratio{{{SLICE}}})"
-    step_legend = "{{store}} / {{channel}} → {{stage}}"
-    return [
-        Row("Funnel"),
-        single("Funnel events per minute by stage", by_stage, "{{stage}}"),
-        single("Funnel now (events per minute)", by_stage, "{{stage}}", kind="bargauge"),
-        single(
-            "Step conversion by store / channel (5m rates)",
-            steps,
-            step_legend,
-            unit="percentunit",
-            description="Rate of a stage over the rate of the previous stage.",
-        ),
-        single(
-            "Step conversion, last closed window",
-            closed,
-            step_legend,
-            unit="percentunit",
-            description="What the ConversionDrop detector compares with its baseline.",
-        ),
+    funnel = "salewatch_funnel_events_total"
+    # one query per stage, so the bars come in funnel order whatever Prometheus returns
+    totals = [
+        Query(f"sum({since_sale_start(funnel, at_stage(stage), 'stage')})", stage, instant=True)
+        for stage in STAGES
     ]
-
-
-def _per_store_bars(title: str, metric: str, alertname: str) -> Panel:
-    expr = f'sum by (store) ({metric}{{job="salewatch", store=~"$store"}})'
-    description = f"SKUs counted here are the ones {alertname} alerts name."
-    return single(title, expr, "{{store}}", kind="bargauge", width=6, description=description)
-
-
-def _alert_and_stock_panels() -> list[Item]:
-    stream = 'sum by (alertname, severity) (salewatch_alerts_firing{job="salewatch"})'
-    rules = 'sum by (alertname, severity) (ALERTS{alertstate="firing", alertname!="Watchdog"})'
-    firing = Panel(
-        "Firing alerts by name",
-        (
-            Query(stream, "{{alertname}} ({{severity}}, stream)"),
-            Query(rules, "{{alertname}} ({{severity}}, rules)"),
-        ),
-        description="Business alerts of the stream detectors, platform alerts of Prometheus.",
-    )
-    return [
-        Row("Alerts and stock"),
-        firing,
-        _per_store_bars("Out-of-stock SKUs per store", "salewatch_stock_out_skus", "StockOut"),
-        _per_store_bars("Low-stock SKUs per store", "salewatch_low_stock_skus", "LowStockSoon"),
+    step = [
+        Query(
+            f"{rate_of(funnel, at_stage(stage))} / {rate_of(funnel, at_stage(previous))}",
+            f"{previous} → {stage}",
+        )
+        for previous, stage in itertools.pairwise(STAGES)
     ]
-
-
-def _data_quality_panels() -> list[Item]:
-    job = 'job="salewatch"'
-    deadletters = per_minute(rate_by("topic, reason", "salewatch_deadletter_total", job))
-    late = per_minute(rate_by("topic", "salewatch_late_events_total", job))
-    duplicates = per_minute(rate_by("topic", "salewatch_duplicate_events_total", job))
+    end_to_end = f"{rate_of(funnel, at_stage('pay'))} / {rate_of(funnel, at_stage('impression'))}"
+    cart_to_pay = " * on (store, channel) group_left () ".join(
+        f"salewatch_conversion_ratio{{{at_stage(stage)}}}" for stage in ("pay", "order")
+    )
+    worst = f"bottomk($topn, {cart_to_pay})"
     return [
-        Row("Data quality"),
-        single("Dead letters per minute by reason", deadletters, "{{topic}}: {{reason}}", width=8),
-        single(
-            "Consumer lag by topic",
-            "topic:salewatch_consumer_lag_messages:sum",
-            "{{topic}}",
+        Row("Funnel: impression → click → cart → order → pay"),
+        Panel(
+            "Funnel of the sale so far",
+            tuple(totals),
+            "Events per stage since the sale started, in funnel order (one order counts once "
+            "at order and once at pay). A stage far below the one before it is where buyers "
+            "are lost: see " + runbook("ConversionDrop") + ".",
+            kind="bargauge",
             width=8,
-            threshold=LAG_ALERT_MESSAGES,
         ),
         Panel(
-            "Late and duplicate events per minute",
-            (Query(late, "late {{topic}}"), Query(duplicates, "duplicate {{topic}}")),
+            "Step conversion",
+            tuple(step),
+            "Each stage over the stage before it, per minute, over the selected stores and "
+            "channels. A step that falls while the others hold is the broken step: "
+            + runbook("ConversionDrop")
+            + ".",
+            unit="percentunit",
+            width=8,
+        ),
+        Panel(
+            "End-to-end conversion and the weakest channels",
+            (
+                Query(end_to_end, "impression → pay"),
+                Query(worst, "{{store}} / {{channel}} cart → pay (latest window)"),
+            ),
+            "Paid orders over impressions, and the $topn store x channel pairs with the lowest "
+            "cart → pay conversion in their latest closed window. A pair alone at the bottom "
+            "for several minutes: its checkout, see " + runbook("ConversionDrop") + ".",
+            unit="percentunit",
             width=8,
         ),
     ]
 
 
-def warroom() -> Json:
+def _payment_panels() -> list[Item]:
+    failures = rate_of("salewatch_payment_failures_total", SLICE)
+    paid = rate_of("salewatch_paid_orders_total", SLICE)
+    refunds = rate_of("salewatch_refund_requests_total", SLICE)
+    aftersales = rate_of("salewatch_events_total", 'job="salewatch", topic=~".*aftersales"', "type")
+    all_paid = rate_of("salewatch_paid_orders_total", 'job="salewatch"')
+    worst_payment = f"topk($topn, salewatch_payment_failure_ratio{{{SLICE}}})"
+    return [
+        Row("Payments and after-sales"),
+        Panel(
+            "Payment failure rate",
+            (
+                Query(f"{failures} / ({failures} + {paid})", "selected stores"),
+                Query(worst_payment, "{{store}} / {{channel}} (latest window)"),
+            ),
+            "payment_failed / (order_paid + payment_failed), over the selection and for the "
+            "$topn worst store x channel pairs of the latest window; the red line is the "
+            "alert's floor. Above it for a store: " + runbook("PaymentFailureSpike") + ".",
+            unit="percentunit",
+            threshold=PAYMENT_FAILURE_FLOOR,
+        ),
+        Panel(
+            "Refund and after-sales rate",
+            (
+                Query(f"{refunds} / {paid}", "refund requests / paid orders"),
+                Query(f"{aftersales} / scalar({all_paid})", "{{type}} / paid orders (all stores)"),
+            ),
+            "Refund requests per paid order over the selection, and every after-sales event "
+            "type per paid order over all stores. A rise after a promotion started: "
+            + runbook("RefundSurge")
+            + ".",
+            unit="percentunit",
+        ),
+    ]
+
+
+def _stock_panels() -> list[Item]:
+    out = f"topk($topn, -salewatch_stock_out_top_skus{{{STORES}}})"
+    low = f"bottomk($topn, salewatch_low_stock_top_skus{{{STORES}}})"
+    return [
+        Row("Stock"),
+        Panel(
+            "Out of stock now (most oversold)",
+            (Query(out, "{{store}} {{sku}}", instant=True),),
+            f"Up to {TOP_SKUS} out-of-stock SKUs per store, the most oversold first (value: "
+            "units sold beyond stock). Restock or take the SKU off the promotion: "
+            + runbook("StockOut")
+            + ".",
+            kind="table",
+            width=8,
+        ),
+        Panel(
+            "Running low (minutes to stock-out)",
+            (Query(low, "{{store}} {{sku}}", instant=True),),
+            f"Up to {TOP_SKUS} SKUs per store that run out soonest at their recent sales rate. "
+            "Restock the ones under the alert's minutes first: " + runbook("LowStockSoon") + ".",
+            kind="table",
+            unit="m",
+            width=8,
+        ),
+        Panel(
+            "Out-of-stock and low SKUs per store",
+            (
+                Query(
+                    f"topk($topn, sum by (store) (salewatch_stock_out_skus{{{STORES}}}))",
+                    "out {{store}}",
+                ),
+                Query(
+                    f"topk($topn, sum by (store) (salewatch_low_stock_skus{{{STORES}}}))",
+                    "low {{store}}",
+                ),
+            ),
+            "How many SKUs each store has out of stock and running low, for the $topn stores "
+            "with the most. A store climbing fast: its restock feed may have stopped.",
+            width=8,
+        ),
+    ]
+
+
+def _alert_panels() -> list[Item]:
+    stream = 'salewatch_alerts_firing{job="salewatch"} > 0'
+    rules = 'count by (alertname, severity) (ALERTS{alertstate="firing", alertname!="Watchdog"})'
+    return [
+        Row("Alerts"),
+        Panel(
+            "Firing alerts",
+            (
+                Query(stream, "{{alertname}} ({{severity}})", instant=True),
+                Query(rules, "{{alertname}} ({{severity}})", instant=True),
+            ),
+            "Business alerts of the stream detectors and platform alerts of Prometheus firing "
+            "now, with how many instances. Each alert's labels (store, SKU, channel), silences "
+            "and history are in Grafana's Alerting page with the Alertmanager data source; every "
+            "alert links its runbook section (alerts/runbook.md).",
+            kind="table",
+            width=24,
+            height=6,
+        ),
+    ]
+
+
+def warroom() -> builder.Dashboard:
     funnel = 'salewatch_funnel_events_total{job="salewatch"'
     variables = [
+        datasource_variable(),
         query_variable("store", "Store", f"label_values({funnel}}}, store)"),
         query_variable("channel", "Channel", f'label_values({funnel}, store=~"$store"}}, channel)'),
+        topn_variable(),
+        sale_variable(),
+    ]
+    annotations = [
+        annotation("Campaign phases", "salewatch_campaign_phase_active == 1", "{{phase}}", "blue"),
+        annotation(
+            "Business alerts",
+            'salewatch_alerts_firing{job="salewatch"} > 0',
+            "{{alertname}}",
+            "red",
+        ),
     ]
     items = [
-        *_money_panels(),
+        *_sale_panels(),
         *_funnel_panels(),
-        *_alert_and_stock_panels(),
-        *_data_quality_panels(),
+        *_payment_panels(),
+        *_stock_panels(),
+        *_alert_panels(),
     ]
-    return dashboard(WARROOM_DASHBOARD_UID, "salewatch / war room", variables, items)
+    return dashboard(WARROOM_DASHBOARD_UID, "salewatch / war room", variables, annotations, items)
 
 
-def platform() -> Json:
+# -- the platform dashboard ---------------------------------------------------------------------
+
+
+def _process_panels() -> list[Item]:
+    panels: list[Item] = []
+    for prefix, who in (
+        ("process", "worker (stages 2, 3)"),
+        ("salewatch_ingest_process", "stage 1"),
+    ):
+        panels.append(
+            Panel(
+                f"CPU and memory: {who}",
+                (
+                    Query(
+                        f"rate({prefix}_cpu_seconds_total{{{WORKERS}}}[$__rate_interval])",
+                        "CPU cores {{instance}}",
+                    ),
+                    Query(
+                        f"{prefix}_resident_memory_bytes{{{WORKERS}}} / 2^30",
+                        "memory GiB {{instance}}",
+                    ),
+                ),
+                f"The {who} process of each worker: cores used and resident memory. CPU near "
+                "1 core: that process is the bottleneck, add workers (partitions allow up to "
+                "one per partition). Memory growing without bound: restart and report.",
+            )
+        )
+    return panels
+
+
+def platform() -> builder.Dashboard:
     variables = [
+        datasource_variable(),
         query_variable("instance", "Worker", 'label_values(up{job="salewatch"}, instance)'),
     ]
-    messages = rate_by("topic", "salewatch_messages_total", WORKERS)
-    deadletters = rate_by("topic", "salewatch_deadletter_total", WORKERS)
-    # As topic:salewatch_deadletter:ratio_rate5m: dead letters over valid + dead-lettered events.
+    deadletters = rate_of("salewatch_deadletter_total", WORKERS, "topic, reason")
     valid_or_dead = (
         f"rate(salewatch_events_total{{{WORKERS}}}[$__rate_interval])"
         f" or rate(salewatch_deadletter_total{{{WORKERS}}}[$__rate_interval])"
     )
-    deadletter_ratio = f"{deadletters} / (sum by (topic) ({valid_or_dead}) > 0)"
-    events = rate_by("topic, type", "salewatch_events_total", WORKERS)
-    deliveries = rate_by("result", "salewatch_alert_notifications_total", WORKERS)
-    steps = rate_by("step", "salewatch_processed_events_total", WORKERS)
-    windows = per_minute(
-        f"sum(rate(salewatch_windows_closed_total{{{WORKERS}}}[$__rate_interval]))"
+    deadletter_ratio = (
+        f"{rate_of('salewatch_deadletter_total', WORKERS, 'topic')}"
+        f" / (sum by (topic) ({valid_or_dead}) > 0)"
     )
-    lag = f"sum by (topic) (salewatch_consumer_lag_messages{{{WORKERS}}})"
-    silence = f"time() - max by (topic) (salewatch_last_event_timestamp_seconds{{{WORKERS}}})"
-    firing = 'count(ALERTS{alertstate="firing", alertname=~"Salewatch.*"}) or vector(0)'
-    stat = {"kind": "stat", "width": 6, "height": 5}
+    stat_ = {"kind": "stat", "width": 8, "height": 5}
     items: list[Item] = [
-        single("Workers up", f"sum(up{{{WORKERS}}})", "up", **stat),
-        single("Platform alerts firing", firing, "firing", **stat),
-        single("Seconds since the last event, by topic", silence, "{{topic}}", unit="s", height=5),
-        single("Worker up, by instance", f"up{{{WORKERS}}}", "{{instance}}"),
-        single("Messages consumed per second by topic", messages, "{{topic}}"),
-        single("Consumer lag by topic", lag, "{{topic}}", threshold=LAG_ALERT_MESSAGES),
-        single(
+        panel(
+            "Workers up",
+            f"sum(up{{{WORKERS}}})",
+            "up",
+            "Workers Prometheus scrapes. Fewer than deployed: " + runbook("SalewatchWorkerDown"),
+            **stat_,
+        ),
+        panel(
+            "Platform alerts firing",
+            'count(ALERTS{alertstate="firing", alertname=~"Salewatch.*"}) or vector(0)',
+            "firing",
+            "Prometheus alerts of the platform firing now; each has a runbook section "
+            "(alerts/runbook.md).",
+            **stat_,
+        ),
+        panel(
+            "Build",
+            f"count by (version, python) (salewatch_build_info{{{WORKERS}}})",
+            "{{version}} / Python {{python}}",
+            "Workers per salewatch version. Two versions at once outside a rolling deploy: a "
+            "worker was left behind.",
+            **stat_,
+        ),
+        Row("Input"),
+        panel(
+            "Consumer lag by topic",
+            f"sum by (topic) (salewatch_consumer_lag_messages{{{WORKERS}}})",
+            "{{topic}}",
+            "Messages behind the end of each input topic. Growing past the red line: "
+            + runbook("SalewatchConsumerLagHigh"),
+            threshold=LAG_ALERT_MESSAGES,
+        ),
+        panel(
+            "Event-time lag by topic",
+            f"time() - max by (topic) (salewatch_newest_event_time_seconds{{{WORKERS}}})",
+            "{{topic}}",
+            "Now minus the event time of the newest event read per topic: how stale the "
+            "freshest data is. Growing on one topic: its producers stopped or lag; on all: "
+            "the workers are behind (see consumer lag).",
+            unit="s",
+        ),
+        panel(
+            "Seconds since the last event (wall clock)",
+            f"time() - max by (topic) (salewatch_last_event_timestamp_seconds{{{WORKERS}}})",
+            "{{topic}}",
+            "How long since a valid event of each topic arrived. All growing: "
+            + runbook("SalewatchNoEvents"),
+            unit="s",
+        ),
+        panel(
+            "Watermark behind now",
+            f"time() - max(salewatch_watermark_timestamp_seconds{{{WORKERS}}})",
+            "watermark",
+            "How far event time behind now windows are closed. Above window + grace (90 s) "
+            "and growing: an input holds the watermark back, windows wait (docs/architecture.md,"
+            " watermark).",
+            unit="s",
+        ),
+        Row("Data quality"),
+        panel(
+            "Dead letters per minute by reason",
+            f"{deadletters} * 60",
+            "{{topic}}: {{reason}}",
+            "Rejected messages by topic and reason (headers on salewatch.deadletter say which). "
+            "A new reason after a store's release: " + runbook("SalewatchDeadLetterRateHigh"),
+            width=8,
+        ),
+        panel(
             "Dead-letter ratio by topic",
             deadletter_ratio,
             "{{topic}}",
+            "Share of input rejected; the red line is the alert's threshold: "
+            + runbook("SalewatchDeadLetterRateHigh"),
             unit="percentunit",
             threshold=DEADLETTER_ALERT_RATIO,
+            width=8,
         ),
-        single("Valid events per second by topic and type", events, "{{topic}} {{type}}"),
-        single("Events per second through each pipeline step", steps, "{{step}}"),
-        single("Windows closed per minute", windows, "windows"),
-        single("Alert deliveries to Alertmanager per second", deliveries, "{{result}}"),
+        Panel(
+            "Late and duplicate events per minute",
+            (
+                Query(
+                    f"{rate_of('salewatch_late_events_total', WORKERS, 'topic')} * 60",
+                    "late {{topic}}",
+                ),
+                Query(
+                    f"{rate_of('salewatch_duplicate_events_total', WORKERS, 'topic')} * 60",
+                    "duplicate {{topic}}",
+                ),
+            ),
+            "Events after their window's grace (counted nowhere) and repeated event ids. Late "
+            "events rising: a producer sends in bursts or its clock is off.",
+            width=8,
+        ),
+        Row("Processes and delivery"),
+        *_process_panels(),
+        panel(
+            "Events per second through each pipeline step",
+            rate_of("salewatch_processed_events_total", WORKERS, "step"),
+            "{{step}}",
+            "Throughput of ingest, funnel and inventory. A step far below the one before it "
+            "is where work piles up.",
+        ),
+        panel(
+            "Alert deliveries to Alertmanager per second",
+            rate_of("salewatch_alert_notifications_total", WORKERS, "result"),
+            "{{result}}",
+            "Business alerts sent to Alertmanager by result. Failures: on-call is not paged; "
+            "check SALEWATCH_ALERTMANAGER_URL and Alertmanager, and " + runbook("Watchdog"),
+        ),
     ]
-    return dashboard(PLATFORM_DASHBOARD_UID, "salewatch / platform", variables, items)
+    return dashboard(PLATFORM_DASHBOARD_UID, "salewatch / platform", variables, [], items)
+
+
+# -- SDK plumbing --------------------------------------------------------------------------------
+
+
+def datasource_variable() -> builder.DatasourceVariable:
+    current = model.VariableOption(selected=False, text="Prometheus", value=DATASOURCE_UID)
+    return (
+        builder.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .current(current)
+    )
+
+
+def query_variable(name: str, label: str, query: str) -> builder.QueryVariable:
+    """A multi-value label_values() variable with an `All` option matching `.*`."""
+    return (
+        builder.QueryVariable(name)
+        .label(label)
+        .query(query)
+        .datasource(DATASOURCE)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def topn_variable() -> builder.CustomVariable:
+    """How many series the per-store panels draw, so `All` of 500 stores stays readable."""
+    return (
+        builder.CustomVariable("topn")
+        .label("Series shown")
+        .values("5,10,20")
+        .current(model.VariableOption(selected=True, text="10", value="10"))
+    )
+
+
+def sale_variable() -> builder.QueryVariable:
+    """Seconds since the sale started (salewatch_sale_start_timestamp_seconds), for the
+    sale-so-far totals; hidden, refreshed with the time range."""
+    return (
+        builder.QueryVariable("sale_seconds")
+        .label("Seconds of the sale so far")
+        .query(f"query_result(ceil(time() - max({SALE_START})))")
+        .regex(r"/\} (\d+)/")
+        .datasource(DATASOURCE)
+        .hide(model.VariableHide.HIDE_VARIABLE)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+    )
+
+
+class PrometheusAnnotation(model.AnnotationQuery):
+    """A Prometheus annotation with its title (the SDK's model carries `expr` only)."""
+
+    def __init__(self, title_format: str, **fields: Any) -> None:
+        super().__init__(**fields)
+        self.title_format = title_format
+
+    def to_json(self) -> dict[str, object]:
+        payload = super().to_json()
+        payload.update(titleFormat=self.title_format, step="60s", useValueForTime=False)
+        return payload
+
+
+def annotation(name: str, expr: str, title: str, color: str) -> PrometheusAnnotation:
+    return PrometheusAnnotation(
+        title, name=name, datasource=DATASOURCE, enable=True, icon_color=color, expr=expr
+    )
+
+
+def _target(query: Query, ref_id: str) -> promql.Dataquery:
+    target = (
+        promql.Dataquery()
+        .expr(query.expr)
+        .legend_format(query.legend)
+        .ref_id(ref_id)
+        .datasource(DATASOURCE)
+    )
+    if query.instant:
+        return target.instant().format(PromQueryFormat.TABLE)
+    return target.range()
+
+
+def _thresholds(threshold: float | None) -> builder.ThresholdsConfig:
+    steps = [model.Threshold(color="green", value=None)]
+    if threshold is not None:
+        steps.append(model.Threshold(color="red", value=threshold))
+    return builder.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def _panel_builder(item: Panel) -> Any:
+    if item.kind == "stat":
+        built: Any = stat.Panel().graph_mode(common.BigValueGraphMode.AREA)
+    elif item.kind == "table":
+        built = table.Panel().with_transformation(
+            model.DataTransformerConfig(id_val="merge", options={})
+        )
+    elif item.kind == "bargauge":
+        built = bargauge.Panel().orientation(common.VizOrientation.HORIZONTAL)
+    else:
+        built = timeseries.Panel().fill_opacity(10)
+        if item.threshold is not None:
+            line = common.GraphThresholdsStyleMode.LINE
+            built = built.thresholds_style(common_builder.GraphThresholdsStyleConfig().mode(line))
+    built = (
+        built.title(item.title)
+        .description(item.description)
+        .datasource(DATASOURCE)
+        .span(item.width)
+        .height(item.height)
+        .unit(item.unit)
+        .thresholds(_thresholds(item.threshold))
+    )
+    for index, query in enumerate(item.queries):
+        built = built.with_target(_target(query, chr(ord("A") + index)))
+    return built
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    variables: Sequence[Any],
+    annotations: Sequence[PrometheusAnnotation],
+    items: Sequence[Item],
+) -> builder.Dashboard:
+    """A whole dashboard; its header links to every dashboard tagged ``salewatch``."""
+    board = (
+        builder.Dashboard(title)
+        .uid(uid)
+        .tags([TAG])
+        .refresh("10s")
+        .time("now-1h", "now")
+        .timezone("browser")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .readonly()
+        .link(
+            builder.DashboardLink("salewatch")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags([TAG])
+            .keep_time(True)
+        )
+        .variables(list(variables))
+    )
+    for item in items:
+        if isinstance(item, Row):
+            board = board.with_row(builder.Row(item.title))
+        else:
+            board = board.with_panel(_panel_builder(item))
+    built = board.build()
+    built.annotations = model.AnnotationContainer(list_val=list(annotations))
+    for panel_id, built_panel in enumerate(built.panels or [], start=1):
+        built_panel.id_val = panel_id
+    return built
+
+
+def to_json(board: Any) -> Json:
+    result: Json = json.loads(json.dumps(board, cls=JSONEncoder))
+    return result
 
 
 def build_dashboards() -> dict[str, Json]:
     """Every dashboard, keyed by its file name."""
-    return {f"{board['uid']}.json": board for board in (warroom(), platform())}
+    boards = (to_json(warroom()), to_json(platform()))
+    return {f"{board['uid']}.json": board for board in boards}
 
 
 def render(board: Json) -> str:

@@ -1,8 +1,9 @@
 """Ground truth by construction: account for every delivery as the semantics define.
 
 Each delivery ends in exactly one outcome (OUTCOMES), in delivery order:
-- late: the largest ts delivered before it is at or past its window's end + grace, and its
-  event_id was not seen before (it is then remembered as seen late);
+- late: the largest ts delivered before it (on its input stream, see below) is at or past
+  its window's end + grace, and its event_id was not seen before (it is then remembered as
+  seen late);
 - duplicate: late with an event_id already seen (on time or late), or on time with an
   event_id already seen ON TIME (a late copy never makes its on-time original a duplicate);
 - counted: on time and it counts in a window (impression, click, cart_add,
@@ -13,19 +14,29 @@ Each delivery ends in exactly one outcome (OUTCOMES), in delivery order:
 Of each order's on-time, non-duplicate order_created events the one with the smallest
 (ts, event_id) counts for the `order` stage; likewise order_paid for `pay`, paid orders and
 GMV; each in its own window with its own user_id, whatever the arrival order.
+
+Input streams: a scenario's own truth (`account`) judges lateness against everything
+delivered before, on one stream; the scenario makes its late events late on every
+partition of their topic with high odds. `account_as_sent` judges each event against its
+own Kafka partition, in the order the messages were sent, as the pipeline does (stage 1
+judges lateness per input partition, docs/architecture.md): the exact truth of one run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from simulator.batching import Batch
+from simulator.clock import ts_ms_of
 from simulator.config import ScenarioConfig
 from simulator.delivery import Scheduled
+from simulator.scenario import Scenario
 from simulator.topics import ORDERS, TOPICS
 from simulator.truth import OUTCOMES, GroundTruth, WindowKey, WindowTruth
 
-__all__ = ["account"]
+__all__ = ["account", "account_as_sent"]
 
 _STAGE_OF = {"impression": "impression", "click": "click", "cart_add": "cart"}
 _INVENTORY_TYPES = frozenset(("stock_snapshot", "restock", "stock_adjust"))
@@ -33,8 +44,16 @@ _INVENTORY_TYPES = frozenset(("stock_snapshot", "restock", "stock_adjust"))
 _Candidate = tuple[int, str, WindowKey, dict[str, Any]]
 
 
-def account(deliveries: list[Scheduled], config: ScenarioConfig) -> GroundTruth:
-    """Windows, outcomes, late events and duplicates of the deliveries, in delivery order."""
+def account(
+    deliveries: list[Scheduled],
+    config: ScenarioConfig,
+    streams: Sequence[Hashable] | None = None,
+) -> GroundTruth:
+    """Windows, outcomes, late events and duplicates of the deliveries, in delivery order.
+
+    `streams[i]`: the input stream delivery i is read from, its lateness judged against
+    that stream's largest ts so far; None: one stream for all.
+    """
     truth = GroundTruth(
         start_ms=config.start_ms,
         end_ms=config.end_ms,
@@ -55,14 +74,15 @@ def account(deliveries: list[Scheduled], config: ScenarioConfig) -> GroundTruth:
     by_type: dict[str, int] = {}
     outcomes = {topic: dict.fromkeys(OUTCOMES, 0) for topic in TOPICS}
     candidates = 0  # on-time, non-duplicate order_created / order_paid
-    stream_ms = -1
-    for _at, ts, topic_index, _key, event, _copy, _late in deliveries:
+    stream_ms: dict[Hashable, int] = {}  # per input stream, the largest ts so far
+    for index, (_at, ts, topic_index, _key, event, _copy, _late) in enumerate(deliveries):
         event_id = event["event_id"]
         topic = TOPICS[topic_index]
         start = ts - ts % window_ms
-        is_late = stream_ms >= start + close_after
-        if ts > stream_ms:
-            stream_ms = ts
+        stream = None if streams is None else streams[index]
+        is_late = stream_ms.get(stream, -1) >= start + close_after
+        if ts > stream_ms.get(stream, -1):
+            stream_ms[stream] = ts
         if event_id in seen_on_time or (is_late and event_id in seen_late):
             outcomes[topic]["duplicate"] += 1
             continue
@@ -120,6 +140,22 @@ def account(deliveries: list[Scheduled], config: ScenarioConfig) -> GroundTruth:
     truth.late_by_topic = {topic: outcomes[topic]["late"] for topic in TOPICS}
     truth.outcomes_by_topic = outcomes
     return truth
+
+
+def account_as_sent(
+    scenario: Scenario, messages: Sequence[Batch], partitions: Sequence[int]
+) -> GroundTruth:
+    """`account` of the scenario as it was sent: `messages` in the order sent, message i to
+    partition `partitions[i]` of its topic (as the broker acknowledged). Windows, outcomes,
+    late events and duplicates; not the inventory nor the alerts."""
+    deliveries: list[Scheduled] = []
+    streams: list[tuple[str, int]] = []
+    for message, partition in zip(messages, partitions, strict=True):
+        topic_index = TOPICS.index(message.topic)
+        for event in message.events:
+            deliveries.append((0, ts_ms_of(event["ts"]), topic_index, None, event, False, False))
+            streams.append((message.topic, partition))
+    return account(deliveries, scenario.config, streams)
 
 
 def _offer(best: dict[str, _Candidate], candidate: _Candidate) -> None:

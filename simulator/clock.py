@@ -9,6 +9,7 @@ __all__ = [
     "IsoFormatter",
     "epoch_ms",
     "next_local_midnight_ms",
+    "ts_ms_of",
     "window_start_ms",
 ]
 
@@ -21,6 +22,11 @@ def epoch_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("datetime needs a time zone")
     return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def ts_ms_of(ts: int | str) -> int:
+    """Epoch milliseconds of an event's `ts` as the simulator writes it (ms or ISO-8601)."""
+    return ts if isinstance(ts, int) else epoch_ms(datetime.fromisoformat(ts))
 
 
 def window_start_ms(ts_ms: int, window_ms: int) -> int:

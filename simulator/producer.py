@@ -21,6 +21,7 @@ class ProduceReport:
     bytes: int  # uncompressed message values
     seconds: float  # from the first send to the last acknowledgement
     compression: str | None
+    partitions: tuple[int, ...]  # per message, the partition the broker wrote it to
 
     @property
     def events_per_s(self) -> float:
@@ -98,6 +99,7 @@ def send(
     except KafkaError as exc:
         raise SimulatorError(f"cannot connect to Kafka at {bootstrap}: {exc}") from exc
     failures: list[BaseException] = []
+    futures = []
     sent = size = 0
     started = time.perf_counter()
     try:
@@ -107,6 +109,7 @@ def send(
                 _pace(started, (batch.first_at_ms - first_ms) / 1000.0 / speed)
             future = producer.send(topic_prefix + batch.topic, value=batch.value, key=batch.key)
             future.add_errback(failures.append)
+            futures.append(future)
             sent += len(batch.events)
             size += len(batch.value)
             if failures:
@@ -114,6 +117,7 @@ def send(
             if progress is not None and index % 20 == 0:
                 progress(sent, total)
         producer.flush()
+        partitions = tuple(future.get().partition for future in futures)
     except KafkaError as exc:
         raise SimulatorError(f"producing to {bootstrap} failed: {exc}") from exc
     finally:
@@ -123,7 +127,7 @@ def send(
         raise SimulatorError(f"producing to {bootstrap} failed: {failures[0]!r}")
     if progress is not None:
         progress(sent, total)
-    return ProduceReport(sent, len(messages), size, seconds, codec)
+    return ProduceReport(sent, len(messages), size, seconds, codec, partitions)
 
 
 def _pace(started: float, due_s: float) -> None:

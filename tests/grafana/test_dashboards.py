@@ -23,6 +23,7 @@ import yaml
 from alerts.links import PLATFORM_DASHBOARD_UID, WARROOM_DASHBOARD_UID
 from grafana import dashboards
 from grafana.dashboards import build_dashboards, main, render
+from streams.funnel.aggregates import STAGES
 from tests.support.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,13 @@ PLATFORM_RULES = REPO / "alerts" / "rules" / "platform.yml"
 Json = dict[str, Any]
 
 # What Grafana substitutes before a query reaches Prometheus.
-GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
+GRAFANA_BUILTINS = {
+    "__rate_interval": "1m",
+    "__interval": "1m",
+    "__range": "1h",
+    "topn": "10",
+    "sale_seconds": "3600",
+}
 ALL_VALUES = ".*"
 
 
@@ -187,6 +194,21 @@ def test_recorded_series_are_selected_by_their_level_labels(title: str, expr: st
         assert labels <= level, f"{title}: {name} has no label {sorted(labels - level)}"
 
 
+def test_warroom_reads_in_order_and_every_panel_says_what_to_do() -> None:
+    board = build_dashboards()[f"{WARROOM_DASHBOARD_UID}.json"]
+    titles = [panel["title"] for panel in board["panels"]]
+    assert titles[:2] == ["The sale so far", "GMV of the sale so far"]
+    funnel = next(p for p in board["panels"] if p["title"] == "Funnel of the sale so far")
+    assert [t["legendFormat"] for t in funnel["targets"]] == list(STAGES)
+    aov = next(p for p in board["panels"] if p["title"] == "Average order value per currency")
+    assert "on (currency)" in aov["targets"][0]["expr"]
+    for panel in panels(board):
+        assert "$__range" not in json.dumps(panel["targets"]), panel["title"]
+    for board in boards():
+        for panel in panels(board):
+            assert len(panel["description"]) > 40, panel["title"]
+
+
 def test_panel_thresholds_are_the_alert_thresholds() -> None:
     assert f"> {dashboards.LAG_ALERT_MESSAGES}" in alert_expr("SalewatchConsumerLagHigh")
     assert f"> {dashboards.DEADLETTER_ALERT_RATIO}" in alert_expr("SalewatchDeadLetterRateHigh")
@@ -195,6 +217,13 @@ def test_panel_thresholds_are_the_alert_thresholds() -> None:
 def test_provisioning_matches_the_dashboards() -> None:
     datasources = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
     (prometheus,) = datasources["datasources"]
+    alertmanager = yaml.safe_load((PROVISIONING / "datasources" / "alertmanager.yml").read_text())
+    (manager,) = alertmanager["datasources"]
+    assert (manager["type"], manager["jsonData"]["implementation"]) == (
+        "alertmanager",
+        "prometheus",
+    )
+    assert manager["url"] == "http://alertmanager:9093"
     assert prometheus["type"] == "prometheus"
     assert prometheus["uid"] == dashboards.DATASOURCE_UID
     assert prometheus["url"] == "http://prometheus:9090"
@@ -230,6 +259,11 @@ def test_variable_queries_run_on_prometheus(stack: Stack, board: Json) -> None:
     """label_values(selector, label) is Grafana's; Prometheus answers it as label values."""
     for variable in board["templating"]["list"]:
         if variable["type"] != "query":
+            continue
+        result = re.fullmatch(r"query_result\((.+)\)", variable["query"])
+        if result:
+            body = prometheus_get(stack, "/api/v1/query", [("query", substitute(result.group(1)))])
+            assert body["status"] == "success", f"{variable['name']}: {body.get('error')}"
             continue
         match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["query"])
         assert match, variable["query"]

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from simulator import GroundTruth, Scenario, batches
+from simulator import GroundTruth, Grouping, Scenario, batches
+from simulator.accounting import account_as_sent
 from simulator.truth import OUTCOMES
 from tests.simulator.reference import (
     incident_scenario,
@@ -169,6 +170,32 @@ def test_late_events_are_late_in_batch_order_too(scenario: Scenario) -> None:
     events = [event for batch in batches(scenario) for event in batch.events]
     assert len(events) == len(scenario.deliveries)
     assert partitioned_late(events, 4, scenario.truth) == scenario.truth.late_event_ids
+
+
+def test_truth_as_sent_judges_lateness_on_each_partition(scenario: Scenario) -> None:
+    """One message per topic and linger, to partitions as a keyless producer might spread
+    them: an event is late against the largest ts before it on its own partition."""
+    messages = batches(scenario, grouping=Grouping.TOPIC)
+    partitions = [index % 3 for index in range(len(messages))]
+    truth = account_as_sent(scenario, messages, partitions)
+    stream: dict[tuple[str, int], int] = defaultdict(lambda: -1)
+    seen: set[str] = set()
+    late = set()
+    for message, part in zip(messages, partitions, strict=True):
+        for event in message.events:
+            ts = ts_ms(event["ts"])
+            start = ts - ts % truth.window_ms
+            is_late = stream[message.topic, part] >= start + truth.window_ms + truth.grace_ms
+            stream[message.topic, part] = max(stream[message.topic, part], ts)
+            if is_late and event["event_id"] not in seen:
+                late.add(event["event_id"])
+            seen.add(event["event_id"])
+    assert truth.late_event_ids == late
+    assert sum(w.counts["click"] for w in truth.windows.values()) == sum(
+        1
+        for e in {e["event_id"]: e for _t, _k, e in scenario.deliveries}.values()
+        if e["type"] == "click" and e["event_id"] not in late
+    )
 
 
 def test_orders_follow_their_state_machine() -> None:

@@ -7,7 +7,9 @@ batch size, grouping, linger, a lagging topic, pace), keys, a backfill in the pa
 paced run, workers started before or after the data, one or two of them, and a restart
 (SIGTERM or SIGKILL, then a new worker) mid-run. `random_schedule()` draws one from a
 `Chooser` (random.Random for the benchmark, hypothesis for the test); `run_schedule()`
-runs it and returns what matched. Used by tests/integration/test_differential.py,
+runs it and returns what matched, against the simulator's accounting of what was sent (each
+event judged late on the partition it was written to, as stage 1 does:
+`simulator.accounting.account_as_sent`). Used by tests/integration/test_differential.py,
 tests/integration/test_backfill.py and benchmarks/differential.py (no pytest here).
 """
 
@@ -31,14 +33,14 @@ from simulator import (
     Arrival,
     Grouping,
     KeyMode,
-    Scenario,
     ScenarioConfig,
     generate,
     send,
     starting_ago,
 )
+from simulator.accounting import account_as_sent
 from simulator.topics import TOPICS
-from simulator.truth import OUTCOMES
+from simulator.truth import OUTCOMES, GroundTruth
 from tests.support.stack import Stack
 from tests.support.windows import WindowId, field_differences, window_id
 from tests.support.worker import Worker, WorkerFactory
@@ -274,13 +276,15 @@ def run_schedule(
         if schedule.workers_first:
             reader = start_workers()
             time.sleep(schedule.idle_before_s)
-        send(
+        sent = send(
             messages,
             stack.kafka_bootstrap,
             factory.topic_prefix,
             schedule.arrival.speed,
             progress=on_progress if schedule.workers_first else None,
         )
+        # lateness as the pipeline judges it: per input partition, on the partitions used
+        truth = account_as_sent(scenario, messages, sent.partitions)
         if reader is None:
             reader = start_workers()
             if schedule.restart:
@@ -292,7 +296,7 @@ def run_schedule(
         # the last event time (every input idle); a SIGKILL's session timeout adds 60 s
         killed = schedule.restart is not None and schedule.restart.signal == signal.SIGKILL
         quiet_s = (schedule.window_ms + schedule.grace_ms + IDLE_MS) / 1000 + 20
-        records = reader.read(len(scenario.truth.windows), quiet_s + 70 * killed, timeout_s)
+        records = reader.read(len(truth.windows), quiet_s + 70 * killed, timeout_s)
         running = [w for w in factory.started if w.process.poll() is None]
         outcomes = _outcomes(running, factory.topic_prefix)
         log_tail = "".join(w.log()[-2000:] for w in running)
@@ -300,47 +304,50 @@ def run_schedule(
         if reader is not None:
             reader.close()
         factory.stop_all()
-    return _compare(schedule, scenario, records, outcomes, time.monotonic() - started, log_tail)
+    return _compare(
+        schedule, len(scenario), truth, records, outcomes, time.monotonic() - started, log_tail
+    )
 
 
 def _compare(
     schedule: Schedule,
-    scenario: Scenario,
+    events: int,
+    truth: GroundTruth,
     records: list[dict[str, Any]],
     outcomes: dict[str, dict[str, int]] | None,
     seconds: float,
     log_tail: str,
 ) -> RunResult:
-    truth = scenario.truth.windows
+    expected = truth.windows
     emitted = Counter(window_id(record) for record in records)
     last = {window_id(record): record for record in records}
     matches = dict.fromkeys(FIELDS, 0)
     differences: dict[WindowId, list[str]] = {}
-    for wid, expected in truth.items():
+    for wid, window in expected.items():
         record = last.get(wid)
         if record is None:
             differences[wid] = ["missing"]
             continue
-        found = field_differences(record, expected)
+        found = field_differences(record, window)
         found["once"] = [] if emitted[wid] == 1 else [f"emitted {emitted[wid]} times"]
         for name in FIELDS:
             matches[name] += not found[name]
         texts = [text for name in FIELDS for text in found[name]]
         if texts:
             differences[wid] = texts
-    for wid in set(emitted) - set(truth):
+    for wid in set(emitted) - set(expected):
         differences[wid] = [f"not in the truth: {last[wid]['counts']}"]
     return RunResult(
         schedule=schedule,
-        events=len(scenario),
-        windows=len(truth),
+        events=events,
+        windows=len(expected),
         matches=matches,
-        missing=len(set(truth) - set(emitted)),
-        unexpected=len(set(emitted) - set(truth)),
+        missing=len(set(expected) - set(emitted)),
+        unexpected=len(set(emitted) - set(expected)),
         twice=sum(1 for n in emitted.values() if n > 1),
         differences=differences,
         outcomes=outcomes,
-        expected_outcomes=scenario.truth.outcomes_by_topic,
+        expected_outcomes=truth.outcomes_by_topic,
         seconds=seconds,
         log_tail=log_tail,
     )
