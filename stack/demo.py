@@ -1,8 +1,9 @@
 """`make demo`: a worker on the local stack, simulated Double 11 traffic, a live summary.
 
 Runs `python -m streams worker` (registered with the stack's Prometheus), then the
-simulator at 20x event-time speed with a sell-out and a payment outage injected, printing
-what the worker reports every few seconds. Ctrl-C stops the worker.
+simulator at 20x event-time speed with a sell-out and a payment outage injected, and shows
+the worker in the live war room (`salewatch top`; plain lines every few seconds when
+stdout is not a terminal). `q` or Ctrl-C stops the worker.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,34 +20,12 @@ import urllib.request
 from pathlib import Path
 
 from simulator import Incident, ScenarioConfig, generate, produce
+from warroom.top import watch
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_ENV = REPO / ".stack" / "env.json"
 WEB_PORT = int(os.environ.get("SALEWATCH_WEB_PORT", "6066"))
 SPEED = 20.0
-SUMMARY_EVERY_S = 5.0
-
-_SHOWN = {
-    "events": r"salewatch_events_total\{[^}]*\} (\S+)",
-    "dead letters": r"salewatch_deadletter_total\{[^}]*\} (\S+)",
-    "windows closed": r"salewatch_windows_closed_total (\S+)",
-    "GMV (CNY)": r'salewatch_gmv_total\{[^}]*currency="CNY"[^}]*\} (\S+)',
-    "SKUs out of stock": r"salewatch_stock_out_skus\{[^}]*\} (\S+)",
-    "alerts firing": r"salewatch_alerts_firing\{[^}]*\} (\S+)",
-}
-
-
-def _summary(metrics: str) -> str:
-    parts = []
-    for label, pattern in _SHOWN.items():
-        total = sum(float(value) for value in re.findall("^" + pattern, metrics, re.M))
-        parts.append(f"{label}: {total:,.0f}")
-    return " | ".join(parts)
-
-
-def _metrics() -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/metrics", timeout=3) as response:
-        return str(response.read().decode())
 
 
 def _wait_healthy(worker: subprocess.Popen[bytes], log: Path) -> None:
@@ -94,7 +72,7 @@ salewatch is running.
   Alertmanager {stack["alertmanager_url"]}
   worker log   {log}
 Producing {len(scenario):,} simulated events ({config.duration_s / 60:.0f} min of Double 11
-around midnight, with a sell-out and a payment outage) at {SPEED:.0f}x speed. Ctrl-C stops.
+around midnight, with a sell-out and a payment outage) at {SPEED:.0f}x speed. q or Ctrl-C stops.
 """)
         producer = threading.Thread(
             target=produce,
@@ -103,14 +81,13 @@ around midnight, with a sell-out and a payment outage) at {SPEED:.0f}x speed. Ct
             daemon=True,
         )
         producer.start()
-        announced_end = False
-        while True:
-            time.sleep(SUMMARY_EVERY_S)
-            with contextlib.suppress(OSError):
-                print(_summary(_metrics()), flush=True)
-            if not producer.is_alive() and not announced_end:
-                print("simulation finished; the worker keeps running (Ctrl-C stops it)")
-                announced_end = True
+
+        def simulation() -> str:
+            if producer.is_alive():
+                return "simulation running"
+            return "simulation finished; the worker keeps running"
+
+        watch(f"http://127.0.0.1:{WEB_PORT}", note=simulation)
     except KeyboardInterrupt:
         pass
     finally:
