@@ -54,7 +54,14 @@ KAFKA_DATA = STATE / "kafka-data"
 KAFKA_DATA_VERSION = STATE / "kafka-data.version"
 HOST = "127.0.0.1"
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
-DEBIAN_PACKAGES = ("prometheus", "prometheus-alertmanager")
+# Debian packages the stack and its tests need -> the commands that show one is installed
+DEBIAN_TOOLS: dict[str, tuple[str, ...]] = {
+    "prometheus": ("prometheus",),
+    # Debian names it prometheus-alertmanager; the upstream tarball just alertmanager
+    "prometheus-alertmanager": ("prometheus-alertmanager", "alertmanager"),
+    "tmux": ("tmux",),  # the live view's test runs `salewatch top` in a terminal
+    "chromium": ("chromium",),  # the review's test renders the report headless
+}
 STOP_TIMEOUT_S = 30.0
 
 # Direct connections only: a proxy from the environment must not see localhost health checks.
@@ -332,8 +339,15 @@ def require_tool(name: str, hint: str) -> str:
 
 
 def alertmanager_binary() -> str | None:
-    # Debian names it prometheus-alertmanager; the upstream tarball just alertmanager.
-    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    return next(filter(None, map(shutil.which, DEBIAN_TOOLS["prometheus-alertmanager"])), None)
+
+
+def missing_debian_packages() -> list[str]:
+    return [
+        package
+        for package, commands in DEBIAN_TOOLS.items()
+        if not any(shutil.which(command) for command in commands)
+    ]
 
 
 @contextlib.contextmanager
@@ -353,28 +367,31 @@ def packaged_daemons_not_started() -> Iterator[None]:
         POLICY_RC_D.unlink(missing_ok=True)
 
 
-def ensure_prometheus_installed() -> None:
-    if shutil.which("prometheus") and alertmanager_binary():
+def ensure_debian_tools() -> None:
+    """Install with apt-get the packages of DEBIAN_TOOLS that are missing (root only)."""
+    missing = missing_debian_packages()
+    if not missing:
         return
-    command = f"apt-get install -y --no-install-recommends {' '.join(DEBIAN_PACKAGES)}"
+    command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
     if shutil.which("apt-get") is None:
         raise StackError(
-            "Prometheus and Alertmanager are not installed and apt-get is missing: install "
-            "`prometheus` and `alertmanager` (or `prometheus-alertmanager`) so they are on PATH."
+            f"{', '.join(missing)} not installed and apt-get is missing: install them so"
+            f" {', '.join(c for p in missing for c in DEBIAN_TOOLS[p][:1])} are on PATH."
         )
     if os.geteuid() != 0:
         raise StackError(
-            f"Prometheus and Alertmanager are not installed. As root run: apt-get update && "
+            f"{', '.join(missing)} not installed. As root run: apt-get update && "
             f"{command}   (or rerun this as root)"
         )
-    print("Installing Prometheus and Alertmanager from Debian packages...")
+    print(f"Installing {', '.join(missing)} from Debian packages...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with packaged_daemons_not_started():
         for argv in (["apt-get", "update", "-q"], [*command.split(), "-q"]):
             if subprocess.run(argv, env=env, check=False).returncode != 0:
                 raise StackError(f"`{' '.join(argv)}` failed (see its output above)")
-    if not (shutil.which("prometheus") and alertmanager_binary()):
-        raise StackError("apt-get succeeded but prometheus/prometheus-alertmanager not on PATH")
+    still = missing_debian_packages()
+    if still:
+        raise StackError(f"apt-get succeeded but {', '.join(still)} not on PATH")
 
 
 # --------------------------------------------------------------------------- kafka
@@ -650,7 +667,7 @@ def start_alertmanager(settings: Settings, service: Service) -> None:
     config = write_alertmanager_config()
     binary = alertmanager_binary()
     if binary is None:
-        raise StackError("Alertmanager not found: install the Debian package " + DEBIAN_PACKAGES[1])
+        raise StackError("Alertmanager not found: install Debian's prometheus-alertmanager")
     spawn(
         service,
         [
@@ -809,7 +826,7 @@ def cmd_up(settings: Settings) -> int:
         print(f"Stack already running ({_rel(ENV_FILE)}).")
         return 0
     require_tool("java", "Install a JDK 17+ (Debian: apt-get install openjdk-17-jdk).")
-    ensure_prometheus_installed()
+    ensure_debian_tools()
     by_name = {s.name: s for s in all_services}
     to_start = [by_name[name] for name in STARTERS if name not in running_names]
     for service in to_start:

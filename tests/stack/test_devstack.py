@@ -172,7 +172,7 @@ def test_without_root_the_install_command_is_printed(monkeypatch: pytest.MonkeyP
                         if name == "apt-get" else None)  # fmt: skip
     monkeypatch.setattr(devstack.os, "geteuid", lambda: 1000)
     with pytest.raises(devstack.StackError, match="apt-get install -y --no-install-recommends"):
-        devstack.ensure_prometheus_installed()
+        devstack.ensure_debian_tools()
 
 
 def test_as_root_apt_runs_with_service_starts_blocked(
@@ -185,7 +185,7 @@ def test_as_root_apt_runs_with_service_starts_blocked(
     def fake_run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
         calls.append((argv, policy.exists()))
         if "install" in argv:
-            installed.update({"prometheus", "prometheus-alertmanager"})
+            installed.update(argv[argv.index("--no-install-recommends") + 1 :])
         return subprocess.CompletedProcess(argv, 0)
 
     def fake_which(name: str) -> str | None:
@@ -195,7 +195,7 @@ def test_as_root_apt_runs_with_service_starts_blocked(
     monkeypatch.setattr(devstack.os, "geteuid", lambda: 0)
     monkeypatch.setattr(devstack.subprocess, "run", fake_run)
     monkeypatch.setattr(devstack, "POLICY_RC_D", policy)
-    devstack.ensure_prometheus_installed()
+    devstack.ensure_debian_tools()
     assert [argv[:2] for argv, _ in calls] == [["apt-get", "update"], ["apt-get", "install"]]
     assert "--no-install-recommends" in calls[1][0]
     assert all(blocked for _, blocked in calls)  # postinst may not start the packaged daemons
