@@ -7,13 +7,15 @@ Each delivery ends in exactly one outcome (OUTCOMES), in delivery order:
 - duplicate: late with an event_id already seen (on time or late), or on time with an
   event_id already seen ON TIME (a late copy never makes its on-time original a duplicate);
 - counted: on time and it counts in a window (impression, click, cart_add,
-  payment_failed, refund_requested; the order_created / order_paid that wins its order);
+  payment_failed, refund_requested, return_received, complaint; the order_created /
+  order_paid that wins its order);
 - ignored: on time and valid but counted in no window (cart_remove, order_cancelled,
-  refund_completed, return_received, complaint, inventory events, and the order_created /
-  order_paid that lose their order).
+  refund_completed, inventory events, and the order_created / order_paid that lose their
+  order).
 Of each order's on-time, non-duplicate order_created events the one with the smallest
 (ts, event_id) counts for the `order` stage; likewise order_paid for `pay`, paid orders and
-GMV; each in its own window with its own user_id, whatever the arrival order.
+GMV; each in its own window with its own user_id, whatever the arrival order. The counted
+paid orders of each store, in (ts, event_id) order, decide new and returning buyers.
 
 Input streams: a scenario's own truth (`account`) judges lateness against everything
 delivered before, on one stream; the scenario makes its late events late on every
@@ -24,7 +26,7 @@ judges lateness per input partition, docs/architecture.md): the exact truth of o
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -106,6 +108,8 @@ def account(
         if stage is not None:
             window.counts[stage] += 1
             window.users[stage].add(event["user_id"])
+            if stage != "cart":
+                _count_traffic(window, stage, event)
         elif kind == "order_created" or kind == "order_paid":
             _offer(created if kind == "order_created" else paid, (ts, event_id, key, event))
             candidates += 1
@@ -114,6 +118,11 @@ def account(
             window.payment_failed += 1
         elif kind == "refund_requested":
             window.refund_requested += 1
+            window.refund_amount += Decimal(str(event["amount"]))
+        elif kind == "return_received":
+            window.returns += 1
+        elif kind == "complaint":
+            window.complaints += 1
         else:
             outcomes[topic]["ignored"] += 1
             continue
@@ -129,6 +138,7 @@ def account(
         window.users["pay"].add(event["user_id"])
         window.paid_orders += 1
         window.gmv += Decimal(str(event["amount"]))
+    _classify_buyers(paid.values(), windows, config.buyer_lookback_ms)
     order_outcomes["counted"] += len(created) + len(paid)
     order_outcomes["ignored"] += candidates - len(created) - len(paid)
     # windows with nothing counted in them (only cancellations, say) are not reported
@@ -166,10 +176,42 @@ def _offer(best: dict[str, _Candidate], candidate: _Candidate) -> None:
         best[order_id] = candidate
 
 
+def _count_traffic(window: WindowTruth, stage: str, event: dict[str, Any]) -> None:
+    index = 0 if stage == "impression" else 1
+    for name, by in (("source", window.by_source), ("category", window.by_category)):
+        value = event.get(name)
+        if value is not None:
+            by.setdefault(value, [0, 0])[index] += 1
+
+
+def _classify_buyers(
+    paid: Iterable[_Candidate], windows: dict[WindowKey, WindowTruth], lookback_ms: int
+) -> None:
+    """New or returning, per window and paying user, by the user's earliest paid order in
+    the window: a first purchase by the store's flag, or with no paid order of the user at
+    the store within the lookback before it."""
+    last_paid: dict[tuple[str, str], int] = {}  # (store, user) -> ts of the latest paid order
+    decided: set[tuple[WindowKey, str]] = set()
+    for ts, _id, key, event in sorted(paid, key=lambda candidate: candidate[:2]):
+        buyer = (event["store_id"], event["user_id"])
+        previous = last_paid.get(buyer)
+        last_paid[buyer] = ts
+        if (key, buyer[1]) in decided:
+            continue  # the user's earlier order in this window decided it
+        decided.add((key, buyer[1]))
+        first = event.get("first_purchase")
+        if first is None:
+            first = previous is None or ts - previous > lookback_ms
+        window = windows[key]
+        (window.new_buyers if first else window.returning_buyers).add(buyer[1])
+
+
 def _counts(window: WindowTruth) -> bool:
     return bool(
         any(window.counts.values())
         or window.payment_failed
         or window.refund_requested
+        or window.returns
+        or window.complaints
         or window.paid_orders
     )

@@ -216,6 +216,12 @@ class ScenarioConfig:
     window_ms: int = 60_000
     grace_ms: int = 30_000
     dedup_horizon_ms: int = 15 * 60_000
+    # buyers: a paid order is a first purchase when the user paid at the store no more
+    # recently than this (SALEWATCH_BUYER_LOOKBACK_MS); `first_purchase_flag_rate` of the
+    # orders carry the store's own `first_purchase` flag (users whose number ends in 0 or 5
+    # bought before the sale: the store says so)
+    buyer_lookback_ms: int = 365 * 24 * 3600_000
+    first_purchase_flag_rate: float = 0.3
     # delivery faults
     duplicate_rate: float = 0.01  # exact re-sends (same event_id)
     out_of_order_rate: float = 0.05  # delivered up to grace/2 after their ts order
@@ -272,12 +278,14 @@ class ScenarioConfig:
         need(self.window_ms > 0 and self.grace_ms >= 0, "need window_ms > 0 and grace_ms >= 0")
         need(self.window_ms <= _MAX_WINDOW_MS, "window_ms must be <= 10 minutes")
         need(self.dedup_horizon_ms >= self.grace_ms, "dedup_horizon_ms must be >= grace_ms")
+        need(self.buyer_lookback_ms > 0, "buyer_lookback_ms must be positive")
         for name in (
             "duplicate_rate",
             "out_of_order_rate",
             "late_rate",
             "late_duplicate_rate",
             "order_retry_rate",
+            "first_purchase_flag_rate",
             "iso_ts_rate",
             "string_money_rate",
         ):

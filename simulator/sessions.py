@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -78,6 +79,7 @@ class Shoppers:
         ]
         self._flash: dict[int, list[_FlashPrice]] = {}
         self.sessions = 0
+        self._paid_users: set[str] = set()  # for the store's `first_purchase` flag
 
     def add_flash_prices(
         self, store: int, start_ms: int, end_ms: int, ranks: tuple[int, ...], factor: float
@@ -325,9 +327,10 @@ class Shoppers:
                 if rnd() >= fail:
                     paid_ts = ts  # paid, even if a traffic stop swallows the event
                     if keep(ts):
-                        paid = order_event("order_paid", ts)
+                        paid = order_event("order_paid", ts, **self._store_flag(user, order_id))
                         sink.add(ts, ORDERS, paid)
                         self._retry(ts, paid, keep)
+                        self._paid_users.add(user)
                     break
                 if keep(ts):
                     reason = _FAIL_REASONS[int(rnd() * len(_FAIL_REASONS))]
@@ -347,6 +350,16 @@ class Shoppers:
                         ledger.add(store, rank, ts, qty, RELEASE)
             return
         self._aftersales(store, channel, user, order_id, items, prices, amount, paid_ts, keep)
+
+    def _store_flag(self, user: str, order_id: str) -> dict[str, bool]:
+        """The store's own `first_purchase` on some orders (drawn from the order id, so the
+        scenario's other random draws stay as they were): users whose number ends in 0 or
+        5 bought before the sale; the others are new unless they paid earlier in it."""
+        share = zlib.crc32(order_id.encode()) % 1000 / 1000
+        if share >= self._config.first_purchase_flag_rate:
+            return {}
+        number = int(user[1:])
+        return {"first_purchase": number % 5 != 0 and user not in self._paid_users}
 
     def _retry(self, ts: int, event: dict[str, Any], keep: Any) -> int | None:
         """Maybe a client retry of `event`, sent after it with a new event_id: its ts about

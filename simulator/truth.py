@@ -9,7 +9,12 @@ already seen on time is a duplicate (a late copy does not make its on-time origi
 a late event whose event_id was already seen is a duplicate. Of each order's on-time
 order_created events the one with the smallest (ts, event_id) counts for `order`; likewise
 order_paid for `pay`, paid orders and GMV, in that event's window. payment_failed and
-refund_requested count per on-time event. Every delivery has one outcome per topic
+refund_requested count per on-time event (with the sum of their amounts), and so do
+return_received and complaint; impressions and clicks also per `source` and `category`.
+Visitors are the users of impressions and clicks. A paying user of a window is a new buyer
+when the user's earliest counted paid order in it is a first purchase: its `first_purchase`
+flag, or else no counted paid order of the user at the store before it by (ts, event_id)
+within the buyer lookback; otherwise a returning buyer. Every delivery has one outcome per topic
 (OUTCOMES). Inventory is the event-time stock (latest snapshot by ts plus changes after it).
 """
 
@@ -40,6 +45,14 @@ class WindowTruth:
     paid_orders: int = 0
     payment_failed: int = 0
     refund_requested: int = 0
+    refund_amount: Decimal = Decimal(0)
+    returns: int = 0
+    complaints: int = 0
+    # [impressions, clicks] per source and per category
+    by_source: dict[str, list[int]] = field(default_factory=dict)
+    by_category: dict[str, list[int]] = field(default_factory=dict)
+    new_buyers: set[str] = field(default_factory=set)
+    returning_buyers: set[str] = field(default_factory=set)
 
     def uv(self, stage: str) -> int:
         """Exact unique users of a stage."""
@@ -57,6 +70,15 @@ class WindowTruth:
     def payment_attempts(self) -> int:
         return self.counts["pay"] + self.payment_failed
 
+    @property
+    def visitors(self) -> set[str]:
+        """Users who saw or clicked anything (the UV of visit depth)."""
+        return self.users["impression"] | self.users["click"]
+
+    @property
+    def page_views(self) -> int:
+        return self.counts["impression"] + self.counts["click"]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "counts": dict(self.counts),
@@ -66,6 +88,13 @@ class WindowTruth:
             "paid_orders": self.paid_orders,
             "payment_failed": self.payment_failed,
             "refund_requested": self.refund_requested,
+            "refund_amount": str(self.refund_amount),
+            "returns": self.returns,
+            "complaints": self.complaints,
+            "by_source": self.by_source,
+            "by_category": self.by_category,
+            "new_buyers": sorted(self.new_buyers),
+            "returning_buyers": sorted(self.returning_buyers),
         }
 
     @classmethod
@@ -77,6 +106,13 @@ class WindowTruth:
             paid_orders=int(data["paid_orders"]),
             payment_failed=int(data["payment_failed"]),
             refund_requested=int(data["refund_requested"]),
+            refund_amount=Decimal(data["refund_amount"]),
+            returns=int(data["returns"]),
+            complaints=int(data["complaints"]),
+            by_source={name: list(pair) for name, pair in data["by_source"].items()},
+            by_category={name: list(pair) for name, pair in data["by_category"].items()},
+            new_buyers=set(data["new_buyers"]),
+            returning_buyers=set(data["returning_buyers"]),
         )
 
 
@@ -177,6 +213,9 @@ class GroundTruth:
             total.paid_orders += window.paid_orders
             total.payment_failed += window.payment_failed
             total.refund_requested += window.refund_requested
+            total.refund_amount += window.refund_amount
+            total.returns += window.returns
+            total.complaints += window.complaints
         return total
 
     @property

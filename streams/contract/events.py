@@ -158,6 +158,9 @@ class OrderCreated(OrderEvent):
 
 class OrderPaid(OrderEvent):
     type: Literal["order_paid"]
+    # the store's own answer to "the buyer's first paid order here?": overrides salewatch's
+    # lookup of the buyer's history (docs/contract.md, new and returning buyers)
+    first_purchase: StrictBool | None = None
 
 
 class PaymentFailed(OrderEvent):

@@ -205,6 +205,10 @@ class FunnelStage(BatchedStage):
             m.gmv.labels(store(store_id), channel(ch), currency).inc(float(amount))
         for (store_id, ch, currency), n in outcome.paid_orders.items():
             m.paid_orders.labels(store(store_id), channel(ch), currency).inc(n)
+        for (store_id, source, stage), n in outcome.sources.items():
+            m.traffic_events.labels(store(store_id), m.source_label(source), stage).inc(n)
+        for (store_id, category, stage), n in outcome.categories.items():
+            m.category_events.labels(store(store_id), m.category_label(category), stage).inc(n)
         for (event_type, result), n in outcome.outcomes.items():
             topic = self.type_topic[event_type]
             m.event_outcomes.labels(topic, result.value).inc(n)

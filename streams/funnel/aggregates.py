@@ -9,7 +9,12 @@ The `order` and `pay` stages of an open window are kept as candidates per order:
 order's earliest `order_created` / `order_paid` by (ts, event_id) counts, and a still
 earlier one may yet arrive and move it to another open window. HLL sketches cannot forget a
 user, so candidates are folded into counts, users and GMV only when the window closes
-(`fold`), when no earlier event can reach it any more.
+(`fold`), when no earlier event can reach it any more. Folding also lists the window's
+payers (user, ts, event_id, the store's `first_purchase` flag): stage 3 decides from them,
+in event time, which buyers are new and which return (streams/merge/buyers.py).
+
+Impressions and clicks are also counted per traffic `source` and per `category`, and the
+after-sales events per window: refund requests (count and amount), returns, complaints.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import Any
 
 import datasketches as ds
 
-__all__ = ["STAGES", "WindowAggregate"]
+__all__ = ["STAGES", "TRAFFIC_STAGES", "WindowAggregate"]
 
 STAGES = ("impression", "click", "cart", "order", "pay")
+TRAFFIC_STAGES = ("impression", "click")  # the stages that carry `source` and `category`
 HLL_LG_K = 12
 HLL_TYPE = ds.tgt_hll_type.HLL_4
 BOUND_STD_DEVS = 3
@@ -41,9 +47,18 @@ class WindowAggregate:
     paid_orders: int = 0
     payment_failed: int = 0
     refund_requested: int = 0
-    # open window only: order_id -> user_id, and order_id -> [user_id, amount, currency]
+    refund_amount: Decimal = Decimal(0)
+    returns: int = 0
+    complaints: int = 0
+    # [impressions, clicks] per traffic source and per category
+    by_source: dict[str, list[int]] = field(default_factory=dict)
+    by_category: dict[str, list[int]] = field(default_factory=dict)
+    # open window only: order_id -> user_id, and
+    # order_id -> [user_id, amount, currency, ts, event_id, first_purchase]
     order_candidates: dict[str, str | None] = field(default_factory=dict)
     pay_candidates: dict[str, list[Any]] = field(default_factory=dict)
+    # closed window: [user_id, ts, event_id, first_purchase] of each paid order
+    payers: list[list[Any]] = field(default_factory=list)
 
     def add_stage(self, stage: str, user_id: str | None) -> None:
         self.counts[stage] += 1
@@ -53,6 +68,18 @@ class WindowAggregate:
                 sketch = self.users[stage] = _new_sketch()
             sketch.update(user_id)
 
+    def add_traffic(self, stage: str, source: str | None, category: str | None) -> None:
+        """Count an impression or click by its source and category (when it names them)."""
+        index = TRAFFIC_STAGES.index(stage)
+        if source is not None:
+            self.by_source.setdefault(source, [0, 0])[index] += 1
+        if category is not None:
+            self.by_category.setdefault(category, [0, 0])[index] += 1
+
+    def add_refund(self, amount: Decimal) -> None:
+        self.refund_requested += 1
+        self.refund_amount += amount
+
     def add_payment(self, amount: Decimal, currency: str) -> None:
         self.paid_orders += 1
         self.gmv[currency] = self.gmv.get(currency, Decimal(0)) + amount
@@ -61,9 +88,11 @@ class WindowAggregate:
         """Count the order and pay candidates (the window is closing)."""
         for user_id in self.order_candidates.values():
             self.add_stage("order", user_id)
-        for user_id, amount, currency in self.pay_candidates.values():
+        for user_id, amount, currency, *paid_by in self.pay_candidates.values():
             self.add_stage("pay", user_id)
             self.add_payment(Decimal(amount), currency)
+            if paid_by:  # (ts, event_id, first_purchase); absent in state of older versions
+                self.payers.append([user_id, *paid_by])
         self.order_candidates, self.pay_candidates = {}, {}
 
     def is_empty(self) -> bool:
@@ -71,6 +100,8 @@ class WindowAggregate:
             any(self.counts.values())
             or self.payment_failed
             or self.refund_requested
+            or self.returns
+            or self.complaints
             or self.order_candidates
             or self.pay_candidates
         )
@@ -89,19 +120,27 @@ class WindowAggregate:
         self.paid_orders += other.paid_orders
         self.payment_failed += other.payment_failed
         self.refund_requested += other.refund_requested
+        self.refund_amount += other.refund_amount
+        self.returns += other.returns
+        self.complaints += other.complaints
+        _add_pairs(self.by_source, other.by_source)
+        _add_pairs(self.by_category, other.by_category)
         self.order_candidates.update(other.order_candidates)
         self.pay_candidates.update(other.pay_candidates)
+        self.payers.extend(other.payers)
 
     def unique_users(self, stage: str) -> tuple[int, int, int]:
         """(estimate, lower, upper) unique users of a stage, bounds at 3 sigma."""
         sketch = self.users.get(stage)
-        if sketch is None:
-            return 0, 0, 0
-        return (
-            round(sketch.get_estimate()),
-            int(sketch.get_lower_bound(BOUND_STD_DEVS)),
-            int(-(-sketch.get_upper_bound(BOUND_STD_DEVS) // 1)),
-        )
+        return (0, 0, 0) if sketch is None else _estimate(sketch)
+
+    def visitors(self) -> tuple[int, int, int]:
+        """(estimate, lower, upper) unique users of impressions and clicks together."""
+        union = ds.hll_union(HLL_LG_K)
+        for stage in TRAFFIC_STAGES:
+            if stage in self.users:
+                union.update(self.users[stage])
+        return _estimate(union.get_result(HLL_TYPE))
 
     # --- encoding for tables and the partials topic ---------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -115,8 +154,14 @@ class WindowAggregate:
             "paid_orders": self.paid_orders,
             "payment_failed": self.payment_failed,
             "refund_requested": self.refund_requested,
+            "refund_amount": str(self.refund_amount),
+            "returns": self.returns,
+            "complaints": self.complaints,
+            "by_source": self.by_source,
+            "by_category": self.by_category,
             "order_candidates": self.order_candidates,
             "pay_candidates": self.pay_candidates,
+            "payers": self.payers,
         }
 
     @classmethod
@@ -131,6 +176,30 @@ class WindowAggregate:
             paid_orders=data["paid_orders"],
             payment_failed=data["payment_failed"],
             refund_requested=data["refund_requested"],
+            # .get: windows saved by versions before the after-sales and traffic fields
+            refund_amount=Decimal(data.get("refund_amount", 0)),
+            returns=data.get("returns", 0),
+            complaints=data.get("complaints", 0),
+            by_source=data.get("by_source", {}),
+            by_category=data.get("by_category", {}),
             order_candidates=data["order_candidates"],
             pay_candidates=data["pay_candidates"],
+            payers=data.get("payers", []),
         )
+
+
+def _estimate(sketch: ds.hll_sketch) -> tuple[int, int, int]:
+    if sketch.is_empty():
+        return 0, 0, 0
+    return (
+        round(sketch.get_estimate()),
+        int(sketch.get_lower_bound(BOUND_STD_DEVS)),
+        int(-(-sketch.get_upper_bound(BOUND_STD_DEVS) // 1)),
+    )
+
+
+def _add_pairs(into: dict[str, list[int]], other: dict[str, list[int]]) -> None:
+    for name, (impressions, clicks) in other.items():
+        pair = into.setdefault(name, [0, 0])
+        pair[0] += impressions
+        pair[1] += clicks

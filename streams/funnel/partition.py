@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from streams.eventtime import Watermark, WindowKey, window_start
-from streams.funnel.aggregates import WindowAggregate
+from streams.funnel.aggregates import TRAFFIC_STAGES, WindowAggregate
 from streams.funnel.dedup import Admission, Deduplicator
 from streams.funnel.orders import Candidate, OrderState, apply_order_event
 from streams.inventory.changes import StockChange, from_inventory_event
@@ -29,6 +29,8 @@ _STAGE_OF_TYPE = {
     "cart_add": "cart",
 }
 _ORDER_TYPES = frozenset({"order_created", "order_paid", "payment_failed", "order_cancelled"})
+# counted per window; refund_completed is not (its request was)
+_AFTERSALES_TYPES = frozenset({"refund_requested", "return_received", "complaint"})
 
 
 class OrderStore(Protocol):
@@ -54,6 +56,9 @@ class BatchOutcome:
     funnel: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     gmv: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     paid_orders: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # + currency
+    # (store, source or category, stage) of impressions and clicks naming them
+    sources: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    categories: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     outcomes: Counter[tuple[str, Outcome]] = field(default_factory=Counter)  # by event type
 
     def count(self, event_type: str, outcome: Outcome) -> None:
@@ -96,19 +101,44 @@ class FunnelPartition:
         stage = _STAGE_OF_TYPE.get(event_type)
         if stage is not None:
             if not late:
-                self._window(event, out).add_stage(stage, event.get("user_id"))
+                window = self._window(event, out)
+                window.add_stage(stage, event.get("user_id"))
+                if stage in TRAFFIC_STAGES:
+                    self._count_traffic(window, stage, event, out)
                 out.funnel[event["store_id"], event["channel"], stage] += 1
             return Outcome.COUNTED
         if event_type in _ORDER_TYPES:
             return self._apply_order(event, late, orders, out)
-        if event_type == "refund_requested":
-            if not late:
-                self._window(event, out).refund_requested += 1
-            return Outcome.COUNTED
-        change = from_inventory_event(event)
+        change = from_inventory_event(event)  # a return that restocks moves stock, late or not
         if change is not None:
             out.stock_changes.append(change)
+        if event_type in _AFTERSALES_TYPES:
+            if not late:
+                self._count_aftersales(event, out)
+            return Outcome.COUNTED
         return Outcome.IGNORED
+
+    @staticmethod
+    def _count_traffic(
+        window: WindowAggregate, stage: str, event: dict[str, Any], out: BatchOutcome
+    ) -> None:
+        source, category = event.get("source"), event.get("category")
+        window.add_traffic(stage, source, category)
+        if source is not None:
+            out.sources[event["store_id"], source, stage] += 1
+        if category is not None:
+            out.categories[event["store_id"], category, stage] += 1
+
+    def _count_aftersales(self, event: dict[str, Any], out: BatchOutcome) -> None:
+        """The window counts it (the metrics count final windows: streams/merge/agent.py)."""
+        window = self._window(event, out)
+        event_type = event["type"]
+        if event_type == "refund_requested":
+            window.add_refund(Decimal(event["amount"]))
+        elif event_type == "return_received":
+            window.returns += 1
+        else:
+            window.complaints += 1
 
     def _apply_order(
         self, event: dict[str, Any], late: bool, orders: OrderStore, out: BatchOutcome
@@ -163,7 +193,9 @@ class FunnelPartition:
             window.order_candidates[order_id] = user_id
         else:
             amount, currency = event["amount"], event["currency"]
-            window.pay_candidates[order_id] = [user_id, str(amount), currency]
+            window.pay_candidates[order_id] = [
+                user_id, str(amount), currency, ts_ms, event_id, event.get("first_purchase")
+            ]  # fmt: skip
         if counted is None:
             out.funnel[store_id, channel, stage] += 1
             if stage == "pay":

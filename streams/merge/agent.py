@@ -15,6 +15,7 @@ from faust.types import EventT
 from streams.contract.routing import merge_partition
 from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, WindowAggregate
+from streams.merge.buyers import BuyerCounts, BuyerHistory
 from streams.merge.partition import MergePartition, window_record
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
@@ -40,6 +41,10 @@ class MergeStage(BatchedStage):
         self.metrics = metrics
         self.pending_table = partitioned_table(app, "merge-pending", settings.partitions)
         self.watermark_table = partitioned_table(app, "merge-watermarks", settings.partitions)
+        self.buyers = BuyerHistory(
+            partitioned_table(app, "merge-buyers", settings.partitions),
+            settings.buyer_lookback_ms,
+        )
         self.partitions: dict[int, MergePartition] = {}
         self.listeners: list[WindowListener] = []
         self.frontier_listeners: list[FrontierListener] = []
@@ -89,8 +94,9 @@ class MergeStage(BatchedStage):
             final = state.finalize()
             with writing_to(q):
                 self._persist(state, touched, final)
+                buyers = self.buyers.classify(final)
             for key, aggregate in final:
-                await self._emit(key, aggregate)
+                await self._emit(key, aggregate, buyers.get(key, BuyerCounts()))
             if state.final_before is not None and state.final_before != frontier_before:
                 for frontier_listener in self.frontier_listeners:
                     await frontier_listener(q, state.final_before)
@@ -125,8 +131,8 @@ class MergeStage(BatchedStage):
             }
         )
 
-    async def _emit(self, key: WindowKey, aggregate: WindowAggregate) -> None:
-        record = window_record(key, self.settings.window_ms, aggregate)
+    async def _emit(self, key: WindowKey, aggregate: WindowAggregate, buyers: BuyerCounts) -> None:
+        record = window_record(key, self.settings.window_ms, aggregate, buyers)
         store_id, channel, _ = key
         # Queued behind this batch's table writes (the "already emitted" mark), in the same
         # buffer: a direct send would overtake them, and a worker killed in between would
@@ -151,12 +157,18 @@ class MergeStage(BatchedStage):
                 m.conversion.labels(store, channel, stage).set(ratio)
         m.payment_failures.labels(store, channel).inc(record["payment_failed"])
         m.refund_requests.labels(store, channel).inc(record["refund_requested"])
-        viewers = record["users"]["impression"]
-        visit_depth = record["counts"]["impression"] / viewers if viewers else None
+        m.refund_amount.labels(store, channel).inc(float(record["refund_amount"]))
+        m.returns.labels(store, channel).inc(record["returns"])
+        m.complaints.labels(store, channel).inc(record["complaints"])
+        m.buyers.labels(store, channel, "new").inc(record["new_buyers"])
+        m.buyers.labels(store, channel, "returning").inc(record["returning_buyers"])
         for gauge, ratio in (
             (m.payment_failure_ratio, record["payment_failure_rate"]),
             (m.refund_ratio, record["refund_rate"]),
-            (m.visit_depth, visit_depth),
+            (m.visit_depth, record["visit_depth"]),
+            (m.repurchase_ratio, record["repurchase_rate"]),
+            (m.aftersales_ratio, record["aftersales_rate"]),
+            (m.complaint_ratio, record["complaint_rate"]),
         ):
             if ratio is not None:
                 gauge.labels(store, channel).set(ratio)

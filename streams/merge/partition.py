@@ -18,7 +18,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from streams.eventtime import WindowKey
-from streams.funnel.aggregates import STAGES, WindowAggregate
+from streams.funnel.aggregates import STAGES, TRAFFIC_STAGES, WindowAggregate
+from streams.merge.buyers import BuyerCounts
 
 __all__ = ["MergePartition", "window_record"]
 
@@ -84,9 +85,13 @@ class MergePartition:
 
 
 def _events_in(partial: dict[str, Any]) -> int:
-    """Events a closed partial counted (funnel stages, failed payments, refund requests)."""
+    """Events a closed partial counted (funnel stages, failed payments, after-sales)."""
     return int(
-        sum(partial["counts"].values()) + partial["payment_failed"] + partial["refund_requested"]
+        sum(partial["counts"].values())
+        + partial["payment_failed"]
+        + partial["refund_requested"]
+        + partial.get("returns", 0)
+        + partial.get("complaints", 0)
     )
 
 
@@ -94,12 +99,18 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
-def window_record(key: WindowKey, window_ms: int, agg: WindowAggregate) -> dict[str, Any]:
-    """The `salewatch.windows` record of one final window (docs/contract.md §3-4)."""
+def window_record(
+    key: WindowKey, window_ms: int, agg: WindowAggregate, buyers: BuyerCounts | None = None
+) -> dict[str, Any]:
+    """The `salewatch.windows` record of one final window (docs/contract.md §3-4); an open
+    window's buyers are not decided yet (None)."""
     store_id, channel, start = key
     counts = agg.counts
     users = {stage: agg.unique_users(stage) for stage in STAGES}
     attempts = agg.paid_orders + agg.payment_failed
+    page_views = counts["impression"] + counts["click"]
+    visitors, visitors_lower, visitors_upper = agg.visitors()
+    aftersales = agg.refund_requested + agg.returns
     return {
         "store_id": store_id,
         "channel": channel,
@@ -123,4 +134,25 @@ def window_record(key: WindowKey, window_ms: int, agg: WindowAggregate) -> dict[
         "payment_failure_rate": _ratio(agg.payment_failed, attempts),
         "refund_requested": agg.refund_requested,
         "refund_rate": _ratio(agg.refund_requested, agg.paid_orders),
+        "refund_amount": str(agg.refund_amount),
+        "returns": agg.returns,
+        "complaints": agg.complaints,
+        "aftersales_rate": _ratio(aftersales, agg.paid_orders),
+        "complaint_rate": _ratio(agg.complaints, agg.paid_orders),
+        "page_views": page_views,
+        "visitors": visitors,
+        "visitors_lower": visitors_lower,
+        "visitors_upper": visitors_upper,
+        "visit_depth": _ratio(page_views, visitors),
+        "by_source": _traffic(agg.by_source),
+        "by_category": _traffic(agg.by_category),
+        "new_buyers": None if buyers is None else buyers.new,
+        "returning_buyers": None if buyers is None else buyers.returning,
+        "repurchase_rate": None if buyers is None else buyers.repurchase_rate,
+    }
+
+
+def _traffic(by_name: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    return {
+        name: dict(zip(TRAFFIC_STAGES, pair, strict=True)) for name, pair in sorted(by_name.items())
     }

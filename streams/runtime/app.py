@@ -23,7 +23,10 @@ __all__ = ["build_app"]
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     metrics = metrics or Metrics(
-        max_stores=settings.max_store_labels, max_channels=settings.max_channel_labels
+        max_stores=settings.max_store_labels,
+        max_channels=settings.max_channel_labels,
+        max_sources=settings.max_source_labels,
+        max_categories=settings.max_category_labels,
     )
     app = faust.App(
         settings.app_id,

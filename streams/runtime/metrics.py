@@ -53,10 +53,14 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         max_stores: int = 500,
         max_channels: int = 32,
+        max_sources: int = 16,
+        max_categories: int = 100,
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.store_label = LabelCap(max_stores)
         self.channel_label = LabelCap(max_channels)
+        self.source_label = LabelCap(max_sources)
+        self.category_label = LabelCap(max_categories)
         r = self.registry
         ProcessCollector(registry=r)  # process_resident_memory_bytes & co, per worker
         self.build = Info(
@@ -201,7 +205,63 @@ class Metrics:
         )
         self.visit_depth = Gauge(
             "salewatch_visit_depth_ratio",
-            "PV / UV: impressions per unique viewing user in the latest closed window",
+            "PV / UV: impressions and clicks per unique visitor (users of either, HLL "
+            "estimate) in the latest closed window",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.traffic_events = Counter(
+            "salewatch_traffic_events",
+            "Impressions and clicks counted into windows, by traffic source (events naming one)",
+            ["store", "source", "stage"],
+            registry=r,
+        )
+        self.category_events = Counter(
+            "salewatch_category_events",
+            "Impressions and clicks counted into windows, by category (events naming one)",
+            ["store", "category", "stage"],
+            registry=r,
+        )
+        self.buyers = Counter(
+            "salewatch_buyers",
+            "Paying users of final windows, new (first purchase at the store within the "
+            "lookback) or returning",
+            ["store", "channel", "kind"],
+            registry=r,
+        )
+        self.repurchase_ratio = Gauge(
+            "salewatch_repurchase_ratio",
+            "Returning buyers / paying users in the latest closed window",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.refund_amount = Counter(
+            "salewatch_refund_amount",
+            "Amount of refund requests counted in final windows, in currency units",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.returns = Counter(
+            "salewatch_returns",
+            "return_received events counted in final windows",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.complaints = Counter(
+            "salewatch_complaints",
+            "complaint events counted in final windows",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.aftersales_ratio = Gauge(
+            "salewatch_aftersales_ratio",
+            "(refund requests + returns) / paid orders in the latest closed window",
+            ["store", "channel"],
+            registry=r,
+        )
+        self.complaint_ratio = Gauge(
+            "salewatch_complaint_ratio",
+            "complaints / paid orders in the latest closed window",
             ["store", "channel"],
             registry=r,
         )

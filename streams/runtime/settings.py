@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     # bounded metric labels: values past the cap are reported as `other`
     max_store_labels: int = Field(500, ge=1)
     max_channel_labels: int = Field(32, ge=1)
+    max_source_labels: int = Field(16, ge=1)
+    max_category_labels: int = Field(100, ge=1)
+
+    # operations KPIs: a paid order is a first purchase when its user paid at the store no
+    # more recently than this (unless the event's `first_purchase` says otherwise)
+    buyer_lookback_ms: PositiveMs = 365 * 24 * 60 * 60_000
 
     @field_validator("alertmanager_url", "campaign_file", mode="before")
     @classmethod

@@ -45,6 +45,13 @@ class RefWindow:
     paid_orders: int = 0
     payment_failed: int = 0
     refund_requested: int = 0
+    refund_amount: Decimal = Decimal(0)
+    returns: int = 0
+    complaints: int = 0
+    by_source: dict[str, list[int]] = field(default_factory=dict)
+    by_category: dict[str, list[int]] = field(default_factory=dict)
+    new_buyers: set[str] = field(default_factory=set)
+    returning_buyers: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -56,7 +63,16 @@ class RefTruth:
     outcomes: dict[str, dict[str, int]]  # topic -> outcome -> deliveries
 
 
-COUNTED_TYPES = ("impression", "click", "cart_add", "payment_failed", "refund_requested")
+COUNTED_TYPES = (
+    "impression",
+    "click",
+    "cart_add",
+    "payment_failed",
+    "refund_requested",
+    "return_received",
+    "complaint",
+)
+LOOKBACK_MS = 365 * 24 * 3600 * 1000
 
 
 def recompute(deliveries: list[Any], window_ms: int, grace_ms: int) -> RefTruth:
@@ -114,6 +130,11 @@ def recompute(deliveries: list[Any], window_ms: int, grace_ms: int) -> RefTruth:
         if stage is not None:
             window.counts[stage] += 1
             window.users[stage].add(event["user_id"])
+        if kind in ("impression", "click"):
+            for by, value in ((window.by_source, event.get("source")),
+                              (window.by_category, event.get("category"))):  # fmt: skip
+                if value is not None:
+                    by.setdefault(value, [0, 0])[kind == "click"] += 1
         if kind == "order_paid":
             window.gmv += money(event["amount"])
             window.paid_orders += 1
@@ -121,6 +142,11 @@ def recompute(deliveries: list[Any], window_ms: int, grace_ms: int) -> RefTruth:
             window.payment_failed += 1
         if kind == "refund_requested":
             window.refund_requested += 1
+            window.refund_amount += money(event["amount"])
+        window.returns += kind == "return_received"
+        window.complaints += kind == "complaint"
+    buyers(sorted((e for e in winners.values() if e["type"] == "order_paid"),
+                  key=lambda e: (ts_ms(e["ts"]), e["event_id"])), windows, window_ms)  # fmt: skip
     duplicates = sum(by_outcome.get("duplicate", 0) for by_outcome in outcomes.values())
     distinct = list({event["event_id"]: event for _t, _k, event in deliveries}.values())
     return RefTruth(
@@ -130,6 +156,24 @@ def recompute(deliveries: list[Any], window_ms: int, grace_ms: int) -> RefTruth:
         inventory(distinct),
         {topic: dict(by_outcome) for topic, by_outcome in outcomes.items()},
     )
+
+
+def buyers(
+    paid: list[dict[str, Any]], windows: dict[tuple[str, str, int], RefWindow], window_ms: int
+) -> None:
+    """New or returning per window: each paid order (in event-time order) is a first
+    purchase by its flag or when its user last paid at the store over the lookback ago or
+    never; a window's user takes the verdict of their first order in it."""
+    history: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for event in paid:
+        ts = ts_ms(event["ts"])
+        window = windows[(event["store_id"], event["channel"], ts - ts % window_ms)]
+        user = event["user_id"]
+        before = history[event["store_id"], user]
+        first = event.get("first_purchase", not before or ts - before[-1] > LOOKBACK_MS)
+        if user not in window.new_buyers | window.returning_buyers:
+            (window.new_buyers if first else window.returning_buyers).add(user)
+        before.append(ts)
 
 
 _RECOMPUTED: dict[int, tuple[Scenario, RefTruth]] = {}

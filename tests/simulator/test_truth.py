@@ -49,6 +49,18 @@ def test_windows_equal_the_reference(scenario: Scenario) -> None:
         assert window.paid_orders == expected.paid_orders, key
         assert window.payment_failed == expected.payment_failed, key
         assert window.refund_requested == expected.refund_requested, key
+        assert (window.refund_amount, window.returns, window.complaints) == (
+            expected.refund_amount, expected.returns, expected.complaints,
+        ), key  # fmt: skip
+        assert (window.by_source, window.by_category) == (
+            expected.by_source, expected.by_category,
+        ), key  # fmt: skip
+        assert (window.new_buyers, window.returning_buyers) == (
+            expected.new_buyers, expected.returning_buyers,
+        ), key  # fmt: skip
+    windows = truth.windows.values()
+    assert any(w.returning_buyers for w in windows) and any(w.new_buyers for w in windows)
+    assert any(w.by_source for w in windows) and any(w.refund_amount for w in windows)
 
 
 def test_late_and_duplicates_equal_the_reference(scenario: Scenario) -> None:

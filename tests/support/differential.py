@@ -47,7 +47,7 @@ from tests.support.worker import Worker, WorkerFactory
 
 WINDOW_MS, GRACE_MS = 10_000, 3_000
 IDLE_MS = 2_000
-FIELDS = ("counts", "paid_orders", "gmv", "uv", "once")
+FIELDS = ("counts", "paid_orders", "gmv", "uv", "aftersales", "traffic", "buyers", "once")
 _SETTLE_S = 3.0  # after the last expected window: anything emitted twice arrives by then
 _OUTCOMES_METRIC = "salewatch_event_outcomes_total"
 _PROCESSED_METRIC = "salewatch_processed_events_total"

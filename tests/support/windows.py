@@ -16,21 +16,39 @@ def window_id(record: dict[str, Any]) -> WindowId:
 
 def field_differences(record: dict[str, Any], truth: WindowTruth) -> dict[str, list[str]]:
     """What differs between a window record and its truth, per field: `counts` (stages,
-    payment_failed, refund_requested), `paid_orders`, `gmv`, `uv` (outside the sketch
-    bounds); an empty list where they agree."""
-    found: dict[str, list[str]] = {"counts": [], "paid_orders": [], "gmv": [], "uv": []}
+    payment_failed, refund_requested), `paid_orders`, `gmv`, `uv` (stages and visitors
+    outside the sketch bounds), `aftersales` (refund amount, returns, complaints),
+    `traffic` (page views, by source and category), `buyers` (new and returning); an
+    empty list where they agree."""
+    found: dict[str, list[str]] = {
+        "counts": [], "paid_orders": [], "gmv": [], "uv": [],
+        "aftersales": [], "traffic": [], "buyers": [],
+    }  # fmt: skip
     if record["counts"] != truth.counts:
         found["counts"].append(f"counts {record['counts']} != {truth.counts}")
     for stage, users in truth.users.items():
         lower, upper = record["users_lower"][stage], record["users_upper"][stage]
         if not lower <= len(users) <= upper:
             found["uv"].append(f"{stage} users {len(users)} outside [{lower}, {upper}]")
+    visitors = len(truth.visitors)
+    if not record["visitors_lower"] <= visitors <= record["visitors_upper"]:
+        found["uv"].append(
+            f"visitors {visitors} outside [{record['visitors_lower']}, {record['visitors_upper']}]"
+        )
     gmv = sum((Decimal(v) for v in record["gmv"].values()), Decimal(0))
     for field, name, got, expected in (
         ("gmv", "gmv", gmv, truth.gmv),
         ("paid_orders", "paid_orders", record["paid_orders"], truth.paid_orders),
         ("counts", "payment_failed", record["payment_failed"], truth.payment_failed),
         ("counts", "refund_requested", record["refund_requested"], truth.refund_requested),
+        ("aftersales", "refund_amount", Decimal(record["refund_amount"]), truth.refund_amount),
+        ("aftersales", "returns", record["returns"], truth.returns),
+        ("aftersales", "complaints", record["complaints"], truth.complaints),
+        ("traffic", "page_views", record["page_views"], truth.page_views),
+        ("traffic", "by_source", record["by_source"], _traffic(truth.by_source)),
+        ("traffic", "by_category", record["by_category"], _traffic(truth.by_category)),
+        ("buyers", "new_buyers", record["new_buyers"], len(truth.new_buyers)),
+        ("buyers", "returning_buyers", record["returning_buyers"], len(truth.returning_buyers)),
     ):
         if got != expected:
             found[field].append(f"{name} {got} != {expected}")
@@ -40,3 +58,7 @@ def field_differences(record: dict[str, Any], truth: WindowTruth) -> dict[str, l
 def window_differences(record: dict[str, Any], truth: WindowTruth) -> list[str]:
     """What differs between a window record and its truth (UV: outside the sketch bounds)."""
     return [text for texts in field_differences(record, truth).values() for text in texts]
+
+
+def _traffic(by_name: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    return {name: {"impression": pair[0], "click": pair[1]} for name, pair in by_name.items()}

@@ -7,6 +7,7 @@ from typing import Any
 
 from streams.funnel.aggregates import WindowAggregate
 from streams.funnel.partition import FunnelPartition, Outcome
+from streams.merge.buyers import BuyerCounts
 from streams.merge.partition import MergePartition, window_record
 
 W = 60_000
@@ -28,12 +29,18 @@ def partition(grace_ms: int = 30_000) -> FunnelPartition:
 def test_stages_duplicates_and_order_state() -> None:
     stage2 = partition()
     events = [
-        ev("impression", 1_000, "e1"), ev("impression", 2_000, "e2", user_id="u2"),
-        ev("impression", 1_000, "e1"),  # duplicate
-        ev("click", 3_000, "e3"), ev("cart_add", 4_000, "e4"), ev("cart_remove", 4_500, "e5"),
+        ev("impression", 1_000, "e1", source="search", category="shoes"),
+        ev("impression", 2_000, "e2", user_id="u2", source="live"),
+        ev("impression", 1_000, "e1", source="search", category="shoes"),  # duplicate
+        ev("click", 3_000, "e3", source="search", category="shoes"),
+        ev("cart_add", 4_000, "e4"), ev("cart_remove", 4_500, "e5"),
         ev("order_created", 5_000, "e6"), ev("order_created", 5_100, "e7"),  # same order again
-        ev("payment_failed", 5_500, "e8"), ev("order_paid", 6_000, "e9"),
-        ev("order_paid", 6_100, "e10"), ev("refund_requested", 7_000, "e11", order_id="o1"),
+        ev("payment_failed", 5_500, "e8"), ev("order_paid", 6_000, "e9", first_purchase=True),
+        ev("order_paid", 6_100, "e10"),
+        ev("refund_requested", 7_000, "e11", order_id="o1", amount="4.20"),
+        ev("refund_completed", 7_200, "e12", order_id="o1", amount="4.20"),
+        ev("return_received", 7_500, "e13", order_id="o1", sku="A", qty=1),
+        ev("complaint", 8_000, "e14"),
     ]  # fmt: skip
     outcome = stage2.apply(events, orders={})
     assert outcome.outcomes[("impression", Outcome.DUPLICATE)] == 1
@@ -50,7 +57,14 @@ def test_stages_duplicates_and_order_state() -> None:
     assert (aggregate.paid_orders, aggregate.payment_failed, aggregate.refund_requested) == (
         1, 1, 1,
     )  # fmt: skip
-    assert [c["kind"] for c in outcome.stock_changes] == ["hold"]
+    assert (aggregate.refund_amount, aggregate.returns, aggregate.complaints) == (
+        Decimal("4.20"), 1, 1,
+    )  # fmt: skip
+    assert outcome.outcomes[("refund_completed", Outcome.IGNORED)] == 1
+    assert aggregate.by_source == {"search": [1, 1], "live": [1, 0]}
+    assert aggregate.by_category == {"shoes": [1, 1]}
+    assert aggregate.payers == [["u1", 6_000, "e9", True]]  # the order's earliest order_paid
+    assert [c["kind"] for c in outcome.stock_changes] == ["hold", "return"]
 
 
 def test_late_events_are_counted_not_added_but_still_move_stock() -> None:
@@ -179,3 +193,29 @@ def test_window_record_rates() -> None:
     assert record["gmv"] == {"CNY": "99.99"} and record["aov"] == {"CNY": "99.99"}
     assert record["users_lower"]["impression"] <= 100 <= record["users_upper"]["impression"]
     assert record["window_end"] == W
+    assert record["new_buyers"] is None  # an open window's buyers are not decided yet
+
+
+def test_window_record_operations_kpis() -> None:
+    agg = WindowAggregate()
+    for n in range(40):
+        agg.add_stage("impression", f"u{n}")
+        agg.add_traffic("impression", "search" if n % 4 else "live", "shoes")
+    for n in range(30, 50):  # 10 of them also saw an impression
+        agg.add_stage("click", f"u{n}")
+    agg.add_payment(Decimal("10"), "CNY")
+    agg.add_payment(Decimal("10"), "CNY")
+    agg.add_refund(Decimal("3.5"))
+    agg.returns, agg.complaints = 1, 1
+    record = window_record(("s1", "app", 0), W, agg, BuyerCounts(new=1, returning=1))
+    assert (record["page_views"], record["visitors"]) == (60, 50)
+    assert record["visit_depth"] == 1.2
+    assert record["by_source"] == {"live": {"impression": 10, "click": 0},
+                                   "search": {"impression": 30, "click": 0}}  # fmt: skip
+    assert record["by_category"] == {"shoes": {"impression": 40, "click": 0}}
+    assert (record["refund_amount"], record["aftersales_rate"], record["complaint_rate"]) == (
+        "3.5", 1.0, 0.5,
+    )  # fmt: skip
+    assert (record["new_buyers"], record["returning_buyers"], record["repurchase_rate"]) == (
+        1, 1, 0.5,
+    )  # fmt: skip
