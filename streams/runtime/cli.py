@@ -1,4 +1,4 @@
-"""The `salewatch` command: worker, simulate, emit, backtest, top."""
+"""The `salewatch` command: worker, simulate, emit, backtest, top, review."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "simulate": ("simulator.cli", "generate Double 11 traffic with ground truth"),
     "emit": ("sdk.cli", "send events from a JSON-lines file or stdin"),
     "backtest": ("alerts.backtest", "replay windows through the alert detectors, score them"),
+    "review": ("warroom.review.cli", "the post-sale review: HTML report and charts"),
     "top": ("warroom.top", "the live war room of a worker, in the terminal"),
 }
 

@@ -1,0 +1,167 @@
+"""The review as one self-contained HTML page: tables, and the charts inlined as data URIs
+(no request leaves the page). Totals carry their exact value in `data-value`."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from html import escape
+
+from streams.funnel.aggregates import STAGES
+from warroom.review.charts import CHARTS
+from warroom.review.sale import SaleReview, Tally
+
+__all__ = ["render_html"]
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
+h1 { margin-bottom: 0.2em; } .range { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+td.text { text-align: left; } .critical { color: #c00; font-weight: bold; }
+img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
+"""
+# the page says when its charts are drawn: a headless browser checks it without a network
+_CHART_CHECK = """
+window.addEventListener("load", () => {
+  const charts = [...document.querySelectorAll("img.chart")];
+  document.body.dataset.chartsDrawn = charts.filter(i => i.complete && i.naturalWidth > 0).length;
+});
+"""
+
+
+def _when(epoch_ms: int, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _money(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def _row(*cells: str, header: bool = False) -> str:
+    tag = "th" if header else "td"
+    return "<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>"
+
+
+def _total(name: str, label: str, value: object, shown: str) -> str:
+    return (f'<tr><th>{escape(label)}</th><td data-total="{name}" data-value="{value}">'
+            f"{escape(shown)}</td></tr>")  # fmt: skip
+
+
+def _totals(review: SaleReview) -> str:
+    total = review.total
+    rows = [_total(stage, f"{stage} events", total.counts[stage], f"{total.counts[stage]:,}")
+            for stage in STAGES]  # fmt: skip
+    rows.append(_total("paid_orders", "paid orders", total.paid_orders, f"{total.paid_orders:,}"))
+    for currency, gmv in sorted(total.gmv.items()):
+        rows.append(_total(f"gmv.{currency}", f"GMV ({currency})", gmv, _money(gmv)))
+        aov = total.aov(currency)
+        rows.append(_total(f"aov.{currency}", f"AOV ({currency})", aov, _money(aov)))
+    rows += [
+        _total("payment_failed", "payment failures", total.payment_failed,
+               f"{total.payment_failed:,}"),
+        _total("payment_failure_rate", "payment failure rate", total.payment_failure_rate,
+               _percent(total.payment_failure_rate)),
+        _total("refund_requested", "refund requests", total.refund_requested,
+               f"{total.refund_requested:,}"),
+        _total("refund_rate", "refund rate", total.refund_rate, _percent(total.refund_rate)),
+        _total("peak_uv", f"peak UV per {review.window_ms / 60_000:g}-minute window",
+               max(t.users for t in review.per_window.values()),
+               f"{max(t.users for t in review.per_window.values()):,}"),
+        _total("alerts", "alerts fired", len(review.alerts), str(len(review.alerts))),
+        _total("stockouts", "stock-outs", len(review.stockouts), str(len(review.stockouts))),
+    ]  # fmt: skip
+    return "<table id=totals>" + "".join(rows) + "</table>"
+
+
+def _funnel_table(title: str, tallies: list[tuple[str, Tally]], currency: str) -> str:
+    head = _row(title, *STAGES, *(f"→ {s}" for s in STAGES[1:]), "paid", f"GMV ({currency})",
+                "AOV", "pay fail", "refund", header=True)  # fmt: skip
+    rows = [
+        _row(escape(name), *(f"{t.counts[s]:,}" for s in STAGES),
+             *(_percent(t.conversion(s)) for s in STAGES[1:]), f"{t.paid_orders:,}",
+             _money(t.gmv.get(currency)), _money(t.aov(currency)),
+             _percent(t.payment_failure_rate), _percent(t.refund_rate))
+        for name, t in tallies
+    ]  # fmt: skip
+    return "<table>" + head + "".join(rows) + "</table>"
+
+
+def _stockouts(review: SaleReview, tz: tzinfo) -> str:
+    if not review.stockouts:
+        return "<p>No SKU ran out of stock.</p>"
+    head = _row("store", "SKU", "out from", "until", "minutes out", "units/min before",
+                "est. lost units", header=True)  # fmt: skip
+    rows = [
+        _row(escape(s.store_id), escape(s.sku), _when(s.start_ms, tz),
+             "still out" if s.ongoing else _when(s.end_ms, tz), f"{s.minutes:.1f}",
+             "-" if s.velocity_per_min is None else f"{s.velocity_per_min:.2f}",
+             "-" if s.lost_units is None else f"{s.lost_units:,.0f}")
+        for s in review.stockouts
+    ]  # fmt: skip
+    return "<table id=stockouts>" + head + "".join(rows) + "</table>"
+
+
+def _alerts(review: SaleReview, tz: tzinfo) -> str:
+    if not review.alerts:
+        return "<p>No alert fired.</p>"
+    head = _row("alert", "severity", "where", "condition from", "until", "fired (wall clock)",
+                "resolved (wall clock)", "summary", "runbook", header=True)  # fmt: skip
+    rows = []
+    for a in review.alerts:
+        severity = f'<span class="{escape(a.severity)}">{escape(a.severity)}</span>'
+        resolved = "-" if a.resolved_at is None else a.resolved_at.astimezone(tz).strftime(
+            "%Y-%m-%d %H:%M:%S")  # fmt: skip
+        rows.append(_row(
+            escape(a.alertname), severity, escape(a.where), _when(a.event_start_ms, tz),
+            "still firing" if a.event_end_ms is None else _when(a.event_end_ms, tz),
+            a.fired_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), resolved,
+            f'<span class="text">{escape(a.summary)}</span>',
+            f'<a href="{escape(a.runbook_url)}">runbook</a>',
+        ))  # fmt: skip
+    return "<table id=alerts>" + head + "".join(rows) + "</table>"
+
+
+def _chart(name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode()
+    alt = escape(CHARTS[name][0])
+    return f'<img class="chart" id="{name}" alt="{alt}" src="data:image/png;base64,{data}">'
+
+
+def render_html(
+    review: SaleReview, charts: dict[str, bytes], tz: tzinfo, top_stores: int, title: str
+) -> str:
+    currency = review.currency
+    stores = review.top_stores(top_stores)
+    minutes = (review.end_ms - review.first_ms) / 60_000
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>{escape(title)}</h1>
+<p class="range">{_when(review.first_ms, tz)} to {_when(review.end_ms, tz)} ({tz}), {minutes:g}
+minutes in {len(review.per_window)} windows of {review.window_ms / 60_000:g} min,
+{len(review.stores)} stores, {len(review.channels)} channels</p>
+<h2>Totals</h2>
+{_totals(review)}
+<h2>Minute by minute</h2>
+{_chart("sales.png", charts["sales.png"])}
+{_chart("rates.png", charts["rates.png"])}
+<h2>Funnel and conversion</h2>
+{_chart("funnel.png", charts["funnel.png"])}
+{_funnel_table("channel", list(review.channels.items()), currency)}
+{_funnel_table(f"top {len(stores)} stores", stores, currency)}
+<h2>Stock-outs</h2>
+{_chart("stockouts.png", charts["stockouts.png"])}
+{_stockouts(review, tz)}
+<h2>Alerts</h2>
+{_alerts(review, tz)}
+<script>{_CHART_CHECK}</script>
+</body></html>
+"""
