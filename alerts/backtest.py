@@ -283,7 +283,7 @@ def scenario_windows(truth: Any) -> Iterator[dict[str, Any]]:
             "store_id": store_id, "channel": channel, "window_start": start,
             "window_end": start + w, "counts": dict(window.counts),
             "paid_orders": window.paid_orders, "payment_failed": window.payment_failed,
-            "refund_requested": window.refund_requested,
+            "refund_requested": window.refund_requested, "complaints": window.complaints,
         }  # fmt: skip
 
 

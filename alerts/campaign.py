@@ -92,6 +92,7 @@ class Reference(_Scoped):
     conversion: dict[Stage, float] = Field(default_factory=dict)
     payment_failure_rate: Annotated[float | None, Field(ge=0, le=1)] = None
     refund_rate: Annotated[float | None, Field(ge=0)] = None
+    complaint_rate: Annotated[float | None, Field(ge=0)] = None
     clicks_per_minute: Annotated[float | None, Field(gt=0)] = None
 
     @field_validator("conversion")

@@ -72,7 +72,8 @@ class FunnelEvaluator:
         self.channels: dict[ChannelKey, ChannelDetector] = {}
         self.stores: dict[str, StoreDetector] = {}
         self.pending: dict[ChannelKey, dict[int, WindowView]] = defaultdict(dict)
-        # per store: window start -> [refunds, paid orders] of the channels judged so far
+        # per store: window start -> [refunds, paid orders, complaints] of the channels
+        # judged so far
         self.store_sums: dict[str, dict[int, list[int]]] = defaultdict(dict)
 
     def restore(self, channels: Iterable[ChannelDetector], stores: Iterable[StoreDetector]) -> None:
@@ -123,9 +124,10 @@ class FunnelEvaluator:
                     view = WindowView.empty(*key, start, start + self.window_ms)
                 out.signals.extend(detector.evaluate(view, self.context(*key, start)))
                 detector.next_start = start + self.window_ms
-                sums = self.store_sums[key[0]].setdefault(start, [0, 0])
+                sums = self.store_sums[key[0]].setdefault(start, [0, 0, 0])
                 sums[0] += view.refund_requested
                 sums[1] += view.paid_orders
+                sums[2] += view.complaints
             if not views:
                 self.pending.pop(key, None)
             out.channels.add(key)
@@ -180,11 +182,11 @@ class FunnelEvaluator:
         if limit is None:
             return
         for start in sorted(s for s in sums if s < limit):
-            refunds, paid = sums.pop(start)
+            refunds, paid, complaints = sums.pop(start)
             if detector.next_start is not None and start < detector.next_start:
                 continue
             view = WindowView(store_id, "", start, start + self.window_ms, {"pay": paid}, paid,
-                              refund_requested=refunds)  # fmt: skip
+                              refund_requested=refunds, complaints=complaints)  # fmt: skip
             out.signals.extend(detector.evaluate(view, self.context(store_id, "", start)))
             detector.next_start = start + self.window_ms
             out.stores.add(store_id)

@@ -19,9 +19,9 @@ __all__ = [
     "HysteresisRule",
     "PaymentRule",
     "Pooling",
-    "RefundRule",
     "Significance",
     "StockRule",
+    "SurgeRule",
     "Thresholds",
     "TrafficRule",
     "Transition",
@@ -109,8 +109,9 @@ class PaymentRule(_Model):
     hysteresis: HysteresisRule = HysteresisRule()
 
 
-class RefundRule(_Model):
-    """Refund requests per paid order of a store (its channels summed)."""
+class SurgeRule(_Model):
+    """After-sales events (refund requests, complaints) per paid order of a store (its
+    channels summed)."""
 
     baseline_factor: Annotated[float, Field(ge=1)] = 3.0
     # paid orders: refunds are rare (~3%), so a judgement needs many orders to see a wave
@@ -140,7 +141,9 @@ class Thresholds(_Model):
     pooling: Pooling = Pooling()
     conversion: ConversionRule = ConversionRule()
     payment_failure: PaymentRule = PaymentRule()
-    refund: RefundRule = RefundRule()
+    refund: SurgeRule = SurgeRule()
+    # complaints are rarer still (well under 1% of paid orders)
+    complaint: SurgeRule = SurgeRule(pool_volume=2000)
     traffic: TrafficRule = TrafficRule()
     stock: StockRule = StockRule()
 

@@ -31,6 +31,10 @@ def _refunds(w: WindowTruth) -> tuple[int, int | None]:
     return w.refund_requested, w.counts["pay"]
 
 
+def _complaints(w: WindowTruth) -> tuple[int, int | None]:
+    return w.complaints, w.counts["pay"]
+
+
 def _clicks(w: WindowTruth) -> tuple[int, int | None]:
     return w.counts["click"], None
 
@@ -92,6 +96,8 @@ def _alerts_of(incident: ResolvedIncident) -> list[tuple[str, dict[str, str], _M
         ]
     if incident.kind is IncidentKind.REFUND_WAVE:
         return [("RefundSurge", {"store_id": store}, _refunds)]
+    if incident.kind is IncidentKind.COMPLAINT_WAVE:
+        return [("ComplaintSurge", {"store_id": store}, _complaints)]
     if incident.kind is IncidentKind.TRAFFIC_STOP:
         return [
             ("TrafficDrop", {"store_id": store, "channel": channel}, _clicks)

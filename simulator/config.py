@@ -37,6 +37,7 @@ class IncidentKind(enum.StrEnum):
     BROKEN_CHECKOUT = "broken_checkout"  # one store (all or one channel): cart -> order collapses
     BROKEN_PAY = "broken_pay"  # like broken_checkout at the pay step: no payment is attempted
     REFUND_WAVE = "refund_wave"  # one store: refund requests x5
+    COMPLAINT_WAVE = "complaint_wave"  # one store: complaints x10
     TRAFFIC_STOP = "traffic_stop"  # one store x channel: no more events
 
 
@@ -56,6 +57,7 @@ _DEFAULT_FACTOR = {
     IncidentKind.BROKEN_CHECKOUT: 0.05,  # multiplier of the cart -> order probability
     IncidentKind.BROKEN_PAY: 0.05,  # multiplier of the probability of a payment attempt
     IncidentKind.REFUND_WAVE: 5.0,  # multiplier of the refund probability
+    IncidentKind.COMPLAINT_WAVE: 10.0,  # multiplier of the complaint probability
     IncidentKind.TRAFFIC_STOP: 0.0,  # multiplier of the traffic
 }
 

@@ -50,6 +50,7 @@ class IncidentPlan:
         self._checkout: dict[tuple[int, int], _Intervals] = {}
         self._pay: dict[tuple[int, int], _Intervals] = {}
         self._refund: dict[int, _Intervals] = {}
+        self._complaint: dict[int, _Intervals] = {}
         taken: dict[int, set[int]] = {}
         for incident in config.incidents:
             resolved = _resolve(incident, config, catalog, taken)
@@ -70,6 +71,8 @@ class IncidentPlan:
                     self._pay.setdefault((resolved.store, channel), []).append(interval)
             elif resolved.kind is IncidentKind.REFUND_WAVE:
                 self._refund.setdefault(resolved.store, []).append(interval)
+            elif resolved.kind is IncidentKind.COMPLAINT_WAVE:
+                self._complaint.setdefault(resolved.store, []).append(interval)
 
     @property
     def sellouts(self) -> list[ResolvedIncident]:
@@ -101,6 +104,9 @@ class IncidentPlan:
 
     def refund_factor(self, store: int, ts_ms: int) -> float:
         return _product(self._refund.get(store), ts_ms)
+
+    def complaint_factor(self, store: int, ts_ms: int) -> float:
+        return _product(self._complaint.get(store), ts_ms)
 
 
 def _product(intervals: _Intervals | None, ts_ms: int) -> float:

@@ -458,7 +458,7 @@ class Shoppers:
                         )
                         if restock:
                             self._ledger.add(store, line_rank, back, qty, RETURN)
-        if rnd() < funnel.complaint:
+        if rnd() < funnel.complaint * self._plan.complaint_factor(store, paid_ts):
             ts = sink.place(paid_ts + 5000.0 + expo(1 / 30_000.0))
             if keep(ts):
                 reason = _COMPLAINT_REASONS[int(rnd() * len(_COMPLAINT_REASONS))]

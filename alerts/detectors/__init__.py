@@ -3,7 +3,8 @@
 Pure logic; the Faust wiring is alerts/stage.py, the per-partition bookkeeping (empty
 windows, store totals) alerts/evaluation.py. `base` holds what they share (the window
 view, the signal, the track of one series, the `WindowDetector` ABC); one module per
-window detector (`conversion`, `payment`, `refund`, `traffic`), `series` runs them per
+window detector (`conversion`, `payment`, `refund`, `complaint` (these two share
+`surge`), `traffic`), `series` runs them per
 store x channel or store, `stock` follows the inventory status.
 """
 
@@ -18,6 +19,7 @@ from alerts.detectors.base import (
     WindowDetector,
     WindowView,
 )
+from alerts.detectors.complaint import ComplaintSurge
 from alerts.detectors.conversion import ConversionDrop
 from alerts.detectors.payment import PaymentFailureSpike
 from alerts.detectors.refund import RefundSurge
@@ -28,6 +30,7 @@ from alerts.detectors.traffic import TrafficDrop
 __all__ = [
     "FUNNEL",
     "ChannelDetector",
+    "ComplaintSurge",
     "Context",
     "ConversionDrop",
     "Judgement",

@@ -58,6 +58,7 @@ class WindowView:
     paid_orders: int = 0
     payment_failed: int = 0
     refund_requested: int = 0
+    complaints: int = 0
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> WindowView:
@@ -70,6 +71,7 @@ class WindowView:
             record["paid_orders"],
             record["payment_failed"],
             record["refund_requested"],
+            record.get("complaints", 0),  # absent from windows recorded before it was
         )
 
     @classmethod
@@ -84,7 +86,7 @@ class WindowView:
     @property
     def has_events(self) -> bool:
         return any(self.counts.values()) or bool(
-            self.paid_orders or self.payment_failed or self.refund_requested
+            self.paid_orders or self.payment_failed or self.refund_requested or self.complaints
         )
 
 

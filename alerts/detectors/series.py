@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.detectors.base import Context, Signal, Track, TrackKey, WindowDetector, WindowView
+from alerts.detectors.complaint import ComplaintSurge
 from alerts.detectors.conversion import ConversionDrop
 from alerts.detectors.payment import PaymentFailureSpike
 from alerts.detectors.refund import RefundSurge
@@ -102,10 +103,11 @@ class ChannelDetector(KeyDetectors):
 
 @dataclass
 class StoreDetector(KeyDetectors):
-    """Store-wide: RefundSurge over the store's channels, judged on their sum."""
+    """Store-wide: RefundSurge and ComplaintSurge over the store's channels, judged on
+    their sum."""
 
     def detectors(self, t: Thresholds) -> list[WindowDetector]:
-        return [RefundSurge()]
+        return [RefundSurge(), ComplaintSurge()]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StoreDetector:

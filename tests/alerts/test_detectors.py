@@ -278,3 +278,22 @@ def test_stock_back_to_ok_resolves_both_low_with_a_hold() -> None:
 def test_stock_out_carries_the_rate_it_sold_at() -> None:
     fire, _ = stock_signals(status(Status.OUT, -2), THRESHOLDS)
     assert fire.details == {"available": "-2", "velocity_per_min": "2.000"}
+
+
+def test_complaint_surge_fires_for_the_store_and_refunds_stay_quiet() -> None:
+    store = StoreDetector(store_id="s1")
+
+    def window(i: int, complaints: int) -> WindowView:
+        return WindowView("s1", "", i * W, (i + 1) * W, {"pay": 500}, 500,
+                          refund_requested=15, complaints=complaints)  # fmt: skip
+
+    for i in range(10):
+        assert store.evaluate(window(i, 2), ctx()) == []  # 0.4% of paid orders
+    signals = []
+    for i in range(10, 13):
+        signals.extend(store.evaluate(window(i, 20), ctx()))  # 4%
+    assert {(s.alertname, s.firing, s.severity) for s in signals} == {
+        ("ComplaintSurge", True, "warning")
+    }
+    assert signals[0].labels == {"store_id": "s1"}
+    assert signals[0].summary.startswith("Complaints at ")
