@@ -22,6 +22,7 @@ from sdk.errors import DeliveryError, InvalidEventError
 from streams.contract.decoding import RejectReason
 from streams.contract.errors import ConfigError, SalewatchError
 from streams.contract.events import TopicKind
+from streams.contract.kafka_security import KafkaSecurity
 
 __all__ = ["add_arguments", "run"]
 
@@ -109,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_bootstrap(args.bootstrap)
         with _open_input(args.file) as lines:
-            client = StoreClient(args.bootstrap, args.topic_prefix, linger_ms=args.linger_ms)
+            client = StoreClient(
+                args.bootstrap,
+                args.topic_prefix,
+                linger_ms=args.linger_ms,
+                security=KafkaSecurity.from_env(os.environ),
+            )
             try:
                 with client:
                     report = emit_lines(client, lines, args.topic)

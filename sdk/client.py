@@ -30,6 +30,7 @@ from sdk.errors import ClientClosedError, DeliveryError, SdkError
 from sdk.validation import EVENT_TYPES, EventValidator
 from streams.contract.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
 from streams.contract.events import DEFAULT_MAX_FUTURE_MS, EventBase, TopicKind
+from streams.contract.kafka_security import KafkaSecurity
 from streams.contract.routing import normalise
 
 __all__ = ["PRODUCER_DEFAULTS", "DeliveryStats", "StoreClient"]
@@ -89,13 +90,15 @@ class StoreClient:
         max_batch_events: int = MAX_BATCH_EVENTS,
         max_batch_bytes: int = DEFAULT_BATCH_BYTES,
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+        security: KafkaSecurity | None = None,
         producer_factory: Callable[..., Producer] = KafkaProducer,
         **producer_overrides: Any,
     ) -> None:
         self._batcher = Batcher(max_batch_events, max_batch_bytes, linger_ms)
         self._validator = EventValidator(max_future_ms)
         self._topics = {kind: f"{topic_prefix}{kind.value}" for kind in TopicKind}
-        config = {**PRODUCER_DEFAULTS, **producer_overrides}
+        security = security or KafkaSecurity()
+        config = {**PRODUCER_DEFAULTS, **security.client_options(), **producer_overrides}
         try:
             self._producer = producer_factory(bootstrap_servers=bootstrap, **config)
         except KafkaError as exc:

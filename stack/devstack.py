@@ -7,13 +7,16 @@ lives in `.stack/` at the repo root. `.stack/env.json` is the interface: tests a
 read the service addresses from it.
 
     python stack/devstack.py up       # start what is not running, wait until it answers
+    python stack/devstack.py up-secure  # a second broker: SASL_SSL (SCRAM-SHA-512, PLAIN), mTLS
     python stack/devstack.py status   # exit 1 if a service is down
     python stack/devstack.py down     # stop what `up` started
     python stack/devstack.py logs     # where the logs are
 
 Environment (defaults): SALEWATCH_KAFKA_VERSION (3.9.1), SALEWATCH_STACK_KAFKA_PORT (19092),
 SALEWATCH_STACK_KAFKA_CONTROLLER_PORT (Kafka port + 1), SALEWATCH_STACK_PROMETHEUS_PORT
-(19090), SALEWATCH_STACK_ALERTMANAGER_PORT (19094), SALEWATCH_STACK_TIMEOUT_S (120).
+(19090), SALEWATCH_STACK_ALERTMANAGER_PORT (19094), SALEWATCH_STACK_TIMEOUT_S (120),
+SALEWATCH_STACK_SECURE_KAFKA_PORT (19096; its controller and inter-broker listeners take the
+next two ports).
 
 Stdlib only: it runs before any virtualenv exists.
 """
@@ -51,7 +54,8 @@ TARGETS_DIR = STATE / "targets"
 ENV_FILE = STATE / "env.json"
 STARTED_WITH = STATE / "run" / "settings.json"
 KAFKA_DATA = STATE / "kafka-data"
-KAFKA_DATA_VERSION = STATE / "kafka-data.version"
+SECURE = STATE / "secure"  # the secure broker: certificates, credentials, data
+SECURE_ENV_FILE = STATE / "secure-env.json"
 HOST = "127.0.0.1"
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 # Debian packages the stack and its tests need -> the commands that show one is installed
@@ -83,6 +87,9 @@ class Settings:
     prometheus_port: int
     alertmanager_port: int
     timeout_s: float
+    # the secure broker (`up-secure`): SASL_SSL here, its controller and plaintext
+    # inter-broker listener on the next two ports
+    secure_kafka_port: int
 
     @property
     def kafka_major(self) -> int:
@@ -115,6 +122,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         prometheus_port=_int_env(env, "SALEWATCH_STACK_PROMETHEUS_PORT", 19090),
         alertmanager_port=_int_env(env, "SALEWATCH_STACK_ALERTMANAGER_PORT", 19094),
         timeout_s=float(_int_env(env, "SALEWATCH_STACK_TIMEOUT_S", 120)),
+        secure_kafka_port=_int_env(env, "SALEWATCH_STACK_SECURE_KAFKA_PORT", 19096),
     )
 
 
@@ -425,16 +433,24 @@ logger.storage.level = warn
 
 def server_properties(settings: Settings) -> str:
     props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{settings.controller_port}",
         "listeners": f"PLAINTEXT://{HOST}:{settings.kafka_port},"
         f"CONTROLLER://{HOST}:{settings.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{settings.kafka_port}",
-        "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(KAFKA_DATA),
+        **dev_broker_properties(settings),
+    }
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def dev_broker_properties(settings: Settings) -> dict[str, str]:
+    """What both dev brokers share: one node, and no waiting (listeners apart)."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.listener.names": "CONTROLLER",
         # Dev settings: topics appear on first use, one replica of everything, no waiting.
         "auto.create.topics.enable": "true",
         "num.partitions": "4",
@@ -451,7 +467,7 @@ def server_properties(settings: Settings) -> str:
     if settings.kafka_major >= 4:
         props["share.coordinator.state.topic.replication.factor"] = "1"
         props["share.coordinator.state.topic.min.isr"] = "1"
-    return "".join(f"{key}={value}\n" for key, value in props.items())
+    return props
 
 
 def kafka_java_command(settings: Settings, main: list[str], *, heap: str) -> list[str]:
@@ -518,29 +534,40 @@ def new_cluster_id() -> str:
             return text
 
 
-def format_kafka_storage(settings: Settings, properties: Path) -> None:
-    """Format the KRaft log dir once; reformat (dev data) when the Kafka version changes."""
-    formatted = (KAFKA_DATA / "meta.properties").exists()
-    if formatted and _read_text(KAFKA_DATA_VERSION) == settings.kafka_version:
+def format_kafka_storage(
+    settings: Settings,
+    properties: Path,
+    data: Path = KAFKA_DATA,
+    extra_args: tuple[str, ...] = (),
+) -> None:
+    """Format the KRaft log dir once; reformat (dev data) when the Kafka version changes.
+    `extra_args`: more of the storage tool's options (SCRAM users)."""
+    version_file = data.with_name(data.name + ".version")
+    formatted = (data / "meta.properties").exists()
+    if formatted and _read_text(version_file) == settings.kafka_version:
         return
     if formatted:
         print(f"  Kafka version changed to {settings.kafka_version}: wiping dev data")
-    shutil.rmtree(KAFKA_DATA, ignore_errors=True)
-    format_args = ["format", "-t", new_cluster_id(), "-c", str(properties)]
+    shutil.rmtree(data, ignore_errors=True)
+    format_args = ["format", "-t", new_cluster_id(), "-c", str(properties), *extra_args]
     argv = kafka_java_command(settings, ["kafka.tools.StorageTool", *format_args], heap="256m")
     argv.insert(1, "-XX:TieredStopAtLevel=1")  # short-lived tool: start fast, skip the JIT
     result = subprocess.run(argv, cwd=STATE, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StackError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
-    KAFKA_DATA_VERSION.write_text(settings.kafka_version)
+    version_file.write_text(settings.kafka_version)
+
+
+def write_kafka_logging() -> None:
+    (STATE / "kafka-log4j.properties").write_text(LOG4J1_CONFIG)
+    (STATE / "kafka-log4j2.properties").write_text(LOG4J2_CONFIG)
 
 
 def start_kafka(settings: Settings, service: Service) -> None:
     fetch_kafka_jars(settings)
     properties = STATE / "server.properties"
     properties.write_text(server_properties(settings))
-    (STATE / "kafka-log4j.properties").write_text(LOG4J1_CONFIG)
-    (STATE / "kafka-log4j2.properties").write_text(LOG4J2_CONFIG)
+    write_kafka_logging()
     format_kafka_storage(settings, properties)
     spawn(service, kafka_java_command(settings, ["kafka.Kafka", str(properties)], heap="1g"))
 
@@ -550,6 +577,153 @@ def _read_text(path: Path) -> str | None:
         return path.read_text().strip()
     except OSError:
         return None
+
+
+# --------------------------------------------------------------------------- secure kafka
+
+SECURE_USER = "salewatch"
+
+
+def secure_service(settings: Settings) -> Service:
+    port = settings.secure_kafka_port
+    return Service(
+        "kafka-secure",
+        f"{HOST}:{port}",
+        {
+            "SALEWATCH_STACK_SECURE_KAFKA_PORT": port,
+            "SALEWATCH_STACK_SECURE_KAFKA_PORT+1": port + 1,
+            "SALEWATCH_STACK_SECURE_KAFKA_PORT+2": port + 2,
+        },
+        # the plaintext inter-broker listener answers the same probe as the dev broker
+        lambda: kafka_answers(port + 2),
+    )
+
+
+def make_certificates(directory: Path) -> None:
+    """A dev CA, the broker's certificate (for 127.0.0.1 and localhost) and a client
+    certificate for mutual TLS, made with openssl once (`.complete` marks success)."""
+    if (directory / ".complete").exists():
+        return
+    openssl = require_tool("openssl", "Install OpenSSL (Debian: apt-get install openssl).")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, mode=0o700)
+    key = ["-newkey", "rsa:2048", "-nodes"]  # keys unencrypted: files of mode 0600 instead
+    commands = [
+        ["req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650",
+         "-subj", "/CN=salewatch dev CA"],
+    ]  # fmt: skip
+    extensions = {
+        "broker": "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        "client": "extendedKeyUsage=clientAuth\n",
+    }
+    for name, extension in extensions.items():
+        (directory / f"{name}.ext").write_text(extension)
+        commands += [
+            ["req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN=salewatch-{name}"],
+            ["x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "825", "-extfile", f"{name}.ext", "-out", f"{name}.pem"],
+        ]  # fmt: skip
+    for command in commands:
+        result = subprocess.run(
+            [openssl, *command], cwd=directory, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise StackError(f"openssl {command[0]} failed:\n{result.stderr}")
+    for path in directory.glob("*.key"):
+        path.chmod(0o600)
+    (directory / ".complete").write_text("openssl\n")
+
+
+def secure_credentials() -> dict[str, str]:
+    """The SCRAM / PLAIN user's password and the broker keystore's, made once. New ones
+    mean a new SCRAM user: the secure broker's data is formatted again."""
+    path = SECURE / "credentials.json"
+    if path.exists():
+        credentials: dict[str, str] = json.loads(path.read_text())
+        return credentials
+    credentials = {"password": os.urandom(18).hex(), "keystore_password": os.urandom(18).hex()}
+    shutil.rmtree(SECURE / "kafka-data", ignore_errors=True)
+    path.write_text(json.dumps(credentials) + "\n")
+    path.chmod(0o600)
+    return credentials
+
+
+def broker_keystore(tls: Path, password: str) -> Path:
+    """The broker's key and certificate chain as the PKCS#12 keystore the JVM reads."""
+    keystore = tls / "broker.p12"
+    if not keystore.exists():
+        openssl = require_tool("openssl", "Install OpenSSL (Debian: apt-get install openssl).")
+        argv = [openssl, "pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key",
+                "-certfile", "ca.pem", "-name", "broker", "-out", keystore.name,
+                "-passout", f"pass:{password}"]  # fmt: skip
+        result = subprocess.run(argv, cwd=tls, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(f"openssl pkcs12 failed:\n{result.stderr}")
+        keystore.chmod(0o600)
+    return keystore
+
+
+def secure_server_properties(
+    settings: Settings, keystore: Path, credentials: dict[str, str]
+) -> str:
+    """SASL_SSL for clients (SCRAM-SHA-512 and PLAIN, a client certificate required);
+    controller and inter-broker traffic stay on loopback in plaintext."""
+    port = settings.secure_kafka_port
+    client, controller, broker = f"{HOST}:{port}", f"{HOST}:{port + 1}", f"{HOST}:{port + 2}"
+    plain_users = f'user_{SECURE_USER}="{credentials["password"]}"'
+    props = {
+        "controller.quorum.voters": f"1@{controller}",
+        "listeners": f"SASL_SSL://{client},CONTROLLER://{controller},BROKER://{broker}",
+        "advertised.listeners": f"SASL_SSL://{client},BROKER://{broker}",
+        "inter.broker.listener.name": "BROKER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,BROKER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "log.dirs": str(SECURE / "kafka-data"),
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config":
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};",
+        "listener.name.sasl_ssl.ssl.client.auth": "required",
+        "ssl.keystore.type": "PKCS12",
+        "ssl.keystore.location": str(keystore),
+        "ssl.keystore.password": credentials["keystore_password"],
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(keystore.with_name("ca.pem")),
+        **dev_broker_properties(settings),
+    }  # fmt: skip
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def secure_env_document(settings: Settings, credentials: dict[str, str]) -> dict[str, str]:
+    """How to reach the secure broker; the keys after the first are the names of
+    salewatch's SALEWATCH_KAFKA_* settings (lower case, without the prefix)."""
+    tls = SECURE / "tls"
+    return {
+        "kafka_bootstrap": f"{HOST}:{settings.secure_kafka_port}",
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": SECURE_USER,
+        "sasl_password": credentials["password"],
+        "ssl_cafile": str(tls / "ca.pem"),
+        "ssl_certfile": str(tls / "client.pem"),
+        "ssl_keyfile": str(tls / "client.key"),
+    }
+
+
+def start_secure_kafka(settings: Settings, service: Service) -> None:
+    fetch_kafka_jars(settings)
+    SECURE.mkdir(parents=True, exist_ok=True, mode=0o700)
+    credentials = secure_credentials()
+    make_certificates(SECURE / "tls")
+    keystore = broker_keystore(SECURE / "tls", credentials["keystore_password"])
+    properties = SECURE / "server.properties"
+    properties.write_text(secure_server_properties(settings, keystore, credentials))
+    properties.chmod(0o600)
+    write_kafka_logging()
+    scram = f"SCRAM-SHA-512=[name={SECURE_USER},password={credentials['password']}]"
+    format_kafka_storage(settings, properties, SECURE / "kafka-data", ("--add-scram", scram))
+    spawn(service, kafka_java_command(settings, ["kafka.Kafka", str(properties)], heap="512m"))
 
 
 # --------------------------------------------------------------------------- prometheus
@@ -766,7 +940,9 @@ def check_ports_free(service: Service) -> None:
         if not port_is_free(port):
             raise StackError(
                 f"port {port} for {service.name} is taken by another program (not started by "
-                f"this stack). Stop it or choose another port: export {env_name}=<port>"
+                # "NAME+1": a port derived from NAME
+                f"this stack). Stop it or choose another port: export "
+                f"{env_name.partition('+')[0]}=<port>"
             )
 
 
@@ -798,8 +974,11 @@ def write_env_file(settings: Settings) -> None:
 
 
 def identity(settings: Settings) -> dict[str, str | int]:
-    """What a running stack was started with; the timeout is not part of it."""
-    return {k: v for k, v in asdict(settings).items() if k != "timeout_s"}
+    """What a running stack was started with; neither the timeout nor the secure broker
+    (started apart, by `up-secure`) is part of it."""
+    return {
+        k: v for k, v in asdict(settings).items() if k not in ("timeout_s", "secure_kafka_port")
+    }
 
 
 def check_started_with(settings: Settings) -> None:
@@ -843,6 +1022,25 @@ def cmd_up(settings: Settings) -> int:
     return 0
 
 
+def cmd_up_secure(settings: Settings) -> int:
+    """The secure broker beside the dev stack (which it does not need or touch)."""
+    started = time.monotonic()
+    service = secure_service(settings)
+    if running_pid(service) is None:
+        require_tool("java", "Install a JDK 17+ (Debian: apt-get install openjdk-17-jdk).")
+        check_ports_free(service)
+        print(f"Starting kafka-secure (Kafka {settings.kafka_version}, SASL_SSL + mTLS)...")
+        start_secure_kafka(settings, service)
+    wait_healthy([service], settings.timeout_s)
+    document = secure_env_document(settings, secure_credentials())
+    partial = SECURE_ENV_FILE.with_suffix(".json.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.chmod(0o600)
+    partial.replace(SECURE_ENV_FILE)
+    print(f"Secure broker up in {time.monotonic() - started:.1f}s; see {_rel(SECURE_ENV_FILE)}")
+    return 0
+
+
 def cmd_status(settings: Settings) -> int:
     all_up = True
     for service in services(settings):
@@ -856,29 +1054,35 @@ def cmd_status(settings: Settings) -> int:
         all_up = all_up and state == "healthy"
         where = f"pid {pid}" if pid is not None else "no process"
         print(f"{service.name:<13} {state:<14} {service.address:<24} ({where})")
+    secure = secure_service(settings)
+    if (pid := running_pid(secure)) is not None:  # optional: not part of the exit status
+        state = "healthy" if secure.healthy() else "not answering"
+        print(f"{secure.name:<13} {state:<14} {secure.address:<24} (pid {pid})")
     print(f"env: {_rel(ENV_FILE)}" if ENV_FILE.exists() else "env: not written (run `up`)")
     return 0 if all_up else 1
 
 
 def cmd_down(settings: Settings) -> int:
-    all_services = services(settings)
+    all_services = [*services(settings), secure_service(settings)]
     if not any(running_pid(s) is not None for s in all_services):
         print("Stack not running.")
     else:
         stop(all_services)
         print("Stack stopped (data kept in .stack/; `rm -rf .stack` for a clean slate).")
     ENV_FILE.unlink(missing_ok=True)
+    SECURE_ENV_FILE.unlink(missing_ok=True)
     return 0
 
 
 def cmd_logs(settings: Settings) -> int:
-    for service in services(settings):
+    for service in [*services(settings), secure_service(settings)]:
         print(f"{service.name:<13} {service.log_file}")
     return 0
 
 
 COMMANDS: dict[str, Callable[[Settings], int]] = {
     "up": cmd_up,
+    "up-secure": cmd_up_secure,
     "status": cmd_status,
     "down": cmd_down,
     "logs": cmd_logs,
@@ -891,7 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(os.environ)
-        if args.command in ("up", "down"):
+        if args.command in ("up", "up-secure", "down"):
             with stack_lock():
                 return COMMANDS[args.command](settings)
         return COMMANDS[args.command](settings)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.stack import Stack, ensure_stack
+from tests.support.stack import SecureKafka, Stack, ensure_secure_kafka, ensure_stack
 from tests.support.worker import WorkerFactory
 
 
@@ -14,6 +14,12 @@ from tests.support.worker import WorkerFactory
 def stack() -> Stack:
     """The running local stack (Kafka, Prometheus, Alertmanager); started if missing."""
     return ensure_stack()
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> SecureKafka:
+    """The stack's SASL_SSL broker with mutual TLS; started if missing."""
+    return ensure_secure_kafka()
 
 
 @pytest.fixture

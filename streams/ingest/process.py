@@ -104,6 +104,7 @@ class RoutedProducer:
 
     def __init__(self, settings: Settings) -> None:
         self._bootstrap = settings.kafka_bootstrap
+        self._security = settings.kafka_security
         self._events_topic = settings.output_topic("events")
         self._deadletter_topic = settings.output_topic("deadletter")
         self._partitions = settings.partitions
@@ -117,6 +118,7 @@ class RoutedProducer:
             enable_idempotence=True,  # a retried send is not written twice
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
+            **self._security.client_options(),
         )
 
     async def start(self) -> None:
@@ -197,6 +199,7 @@ class IngestLoop:
             max_partition_fetch_bytes=256 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,  # input topics created after start
+            **settings.kafka_security.client_options(),
         )
         self._output = RoutedProducer(settings)
         self._progress = InputProgress(self._consumer, settings.idle_ms)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import faust
+from faust.types.auth import CredentialsT
 
 from alerts.stage import AlertStage
+from streams.contract.kafka_security import KafkaSecurity
 from streams.funnel.agent import FunnelStage
 from streams.ingest import http_api as http_ingest
 from streams.ingest import supervisor as ingest_supervisor
@@ -31,6 +33,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
+        broker_credentials=broker_credentials(settings.kafka_security),
         store=settings.store,
         datadir=settings.data_dir,
         web_host=settings.web_host,
@@ -61,3 +64,18 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     inventory_api.register(app, inventory)
     http_ingest.register(app, settings, topics, metrics)
     return app
+
+
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """Faust's form of the Kafka security settings (None: plaintext)."""
+    context = security.ssl_context()
+    if security.security_protocol == "SASL_SSL":
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            ssl_context=context,
+            mechanism=security.sasl_mechanism,
+        )
+    if security.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None

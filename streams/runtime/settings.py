@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.contract.errors import ConfigError
 from streams.contract.events import TopicKind
+from streams.contract.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
@@ -29,6 +30,15 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("shop.", pattern=r"^[A-Za-z0-9_.-]{0,100}$")
     output_prefix: str = Field("salewatch.", pattern=r"^[A-Za-z0-9_.-]{0,100}$")
     partitions: int = Field(4, ge=1, le=1024, description="partitions of internal topics")
+    # how the worker and stage 1 connect (streams/contract/kafka_security.py; the SDK and
+    # `salewatch emit` read the same variables)
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
     store: str = Field("memory://", pattern=r"^(memory|rocksdb|aerospike)://")
     data_dir: str = "/tmp/salewatch"
 
@@ -79,7 +89,16 @@ class Settings(BaseSettings):
     # more recently than this (unless the event's `first_purchase` says otherwise)
     buyer_lookback_ms: PositiveMs = 365 * 24 * 60 * 60_000
 
-    @field_validator("alertmanager_url", "campaign_file", mode="before")
+    @field_validator(
+        "alertmanager_url",
+        "campaign_file",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -97,7 +116,24 @@ class Settings(BaseSettings):
                 "(inventory keeps changes with their ids for the dedup horizon, without them "
                 "for the snapshot horizon)"
             )
+        try:
+            self.kafka_security  # noqa: B018 (validates the combination and loads the files)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        password = self.kafka_sasl_password
+        return KafkaSecurity(
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=None if password is None else password.get_secret_value(),
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+        )
 
     @property
     def broker_url(self) -> str:

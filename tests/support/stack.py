@@ -7,9 +7,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from streams.contract.kafka_security import KafkaSecurity
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_FILE = REPO / ".stack" / "env.json"
+SECURE_ENV_FILE = REPO / ".stack" / "secure-env.json"
 
 
 @dataclass(frozen=True)
@@ -30,3 +34,25 @@ def ensure_stack() -> Stack:
         alertmanager_url=env["alertmanager_url"],
         targets_dir=Path(env["targets_dir"]),
     )
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """The dev stack's second broker: SASL_SSL (SCRAM-SHA-512 or PLAIN) with mutual TLS."""
+
+    bootstrap: str
+    settings: dict[str, str]  # SALEWATCH_KAFKA_* settings, lower case without the prefix
+
+    @property
+    def security(self) -> KafkaSecurity:
+        return KafkaSecurity(**self.settings)  # type: ignore[arg-type]
+
+    def client_options(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap, **self.security.client_options()}
+
+
+def ensure_secure_kafka() -> SecureKafka:
+    """`devstack.py up-secure` is idempotent too; the first start makes the certificates."""
+    subprocess.run([sys.executable, str(REPO / "stack" / "devstack.py"), "up-secure"], check=True)
+    settings = json.loads(SECURE_ENV_FILE.read_text())
+    return SecureKafka(bootstrap=settings.pop("kafka_bootstrap"), settings=settings)

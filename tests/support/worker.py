@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.kafka import delete_topics
 from tests.support.stack import REPO, Stack
@@ -73,6 +74,7 @@ class WorkerFactory:
     tmp: Path
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     started: list[Worker] = field(default_factory=list)
+    kafka_options: dict[str, Any] = field(default_factory=dict)  # security, for the cleanup
 
     @property
     def topic_prefix(self) -> str:
@@ -143,4 +145,8 @@ class WorkerFactory:
         """Stop the workers, then delete the run's topics (inputs, outputs, changelogs)."""
         for worker in self.started:
             worker.stop()
-        delete_topics(self.stack.kafka_bootstrap, [f"t{self.run_id}.", f"salewatch-{self.run_id}"])
+        delete_topics(
+            self.stack.kafka_bootstrap,
+            [f"t{self.run_id}.", f"salewatch-{self.run_id}"],
+            **self.kafka_options,
+        )
