@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) stack/devstack.py
 
-.PHONY: demo test lint unit stack-up stack-down stack-status venv clean
+.PHONY: demo test lint unit stack-up stack-down stack-status venv clean pictures
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ unit: venv
 ## The main job: local stack, a worker and simulated Double 11 traffic.
 demo: stack-up
 	$(PY) stack/demo.py
+
+## The README's pictures: the live view (docs/warroom-top.txt) and the review's charts.
+pictures: stack-up
+	$(PY) stack/pictures.py
 
 ## The whole suite, setting up whatever is missing.
 test: stack-up lint

@@ -28,36 +28,46 @@ WEB_PORT = int(os.environ.get("SALEWATCH_WEB_PORT", "6066"))
 SPEED = 20.0
 
 
-def _wait_healthy(worker: subprocess.Popen[bytes], log: Path) -> None:
+def wait_healthy(worker: subprocess.Popen[bytes], log: Path, port: int) -> None:
     for _ in range(120):
         if worker.poll() is not None:
             sys.exit(f"the worker stopped; see {log}")
         with contextlib.suppress(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/health", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
             return
         time.sleep(0.5)
     sys.exit(f"the worker did not become healthy; see {log}")
+
+
+def start_worker(
+    stack: dict[str, str], log: Path, port: int, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`python -m streams worker` on the local stack, logging to `log`; `settings` are
+    SALEWATCH_* variables (`app_id="x"` sets SALEWATCH_APP_ID) over the stack's Kafka and
+    Alertmanager."""
+    settings = {"alertmanager_url": stack["alertmanager_url"], **settings}
+    env = {
+        **os.environ,
+        "SALEWATCH_KAFKA_BOOTSTRAP": stack["kafka_bootstrap"],
+        "SALEWATCH_WEB_PORT": str(port),
+        **{f"SALEWATCH_{name.upper()}": value for name, value in settings.items()},
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker", "-l", "info"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
 
 
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up as for Ctrl-C
     stack = json.loads(STACK_ENV.read_text())
     log = REPO / ".stack" / "logs" / "demo-worker.log"
-    env = {
-        **os.environ,
-        "SALEWATCH_KAFKA_BOOTSTRAP": stack["kafka_bootstrap"],
-        "SALEWATCH_ALERTMANAGER_URL": stack["alertmanager_url"],
-        "SALEWATCH_WEB_PORT": str(WEB_PORT),
-    }
     target = Path(stack["targets_dir"]) / "demo.json"
-    with log.open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker", "-l", "info"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    worker = start_worker(stack, log, WEB_PORT)
     target.write_text(json.dumps([{"targets": [f"127.0.0.1:{WEB_PORT}"]}]))
     try:
-        _wait_healthy(worker, log)
+        wait_healthy(worker, log, WEB_PORT)
         config = ScenarioConfig(
             seed=int(time.time()) % 1000,
             duration_s=1800,
