@@ -15,7 +15,10 @@ class PaymentFailureSpike(RatioDetector):
     """Failed / (paid + failed) of a store x channel at least max(`min_rate` (10%),
     `baseline_factor` (3) x baseline) and significantly above the baseline (Fisher's exact
     test, upper tail), over the last window or, with fewer than `pool_volume` attempts per
-    window, over up to `pooling.max_windows` windows. Always critical: money is lost."""
+    window, over up to `pooling.max_windows` windows. Always critical: money is lost. No step
+    guard: failures and successes are outcomes of the same attempts, with no funnel lag
+    between them, and an outage's retries multiply the attempts themselves (a guard would
+    skip the outage's first windows)."""
 
     alertname: ClassVar[str] = "PaymentFailureSpike"
     higher = True
@@ -25,6 +28,9 @@ class PaymentFailureSpike(RatioDetector):
 
     def counts(self, view: WindowView) -> Sample:
         return Sample(view.payment_failed, view.attempts)
+
+    def guarded(self, view: WindowView) -> float | None:
+        return None
 
     def reference(self, ctx: Context) -> float | None:
         return None if ctx.reference is None else ctx.reference.payment_failure_rate

@@ -143,6 +143,14 @@ def test_payment_outage_fires_payment_failure_spike() -> None:
     assert "170 of 200 payment attempts failed" in spikes[0].description
 
 
+def test_a_payment_outage_whose_retries_triple_the_attempts_fires_at_once() -> None:
+    """Failed attempts are retried, so an outage steps the attempts up; that step is the
+    incident, not funnel lag, and must not hold the page back."""
+    detector = warm()  # 80 paid, 2 failed a window
+    signals = feed(detector, [view(10, pay=30, failed=240)])
+    assert "PaymentFailureSpike" in {s.alertname for s in signals if s.firing}
+
+
 def test_payment_failures_need_the_floor_and_the_volume() -> None:
     detector = warm()  # baseline 2%
     # 8%: four times the baseline but under the 10% floor
