@@ -82,7 +82,7 @@ def incident_run(seed: int, family: str, warmup_s: float) -> dict[str, Any]:
         if per_window is None:
             per_window = alert.evidence.get("baseline_per_window")
         rows.append({
-            "family": family, "alertname": incident.alertname,
+            "seed": seed, "family": family, "alertname": incident.alertname,
             "size": SIZES[int(incident.labels["store_id"].split("-")[1])],
             "labels": incident.labels,
             "per_minute": (per_window or 0) * 60_000 / WINDOW_MS,
@@ -214,7 +214,7 @@ def target(rows: list[dict[str, Any]]) -> str:
         if row not in met:
             lines.append(
                 f"  missed or late: {row['alertname']} {row['labels']} ({row['per_minute']:.0f}"
-                f"/min, delay {row['delay']})"
+                f"/min, delay {row['delay']}; seed {row['seed']}, {row['family']})"
             )
     return "\n".join(lines)
 
