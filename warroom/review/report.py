@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from html import escape
@@ -20,7 +21,7 @@ h1 { margin-bottom: 0.2em; } .range { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-td.text { text-align: left; } .critical { color: #c00; font-weight: bold; }
+.critical { color: #c00; font-weight: bold; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 """
 # the page says when its charts are drawn: a headless browser checks it without a network
@@ -32,8 +33,12 @@ window.addEventListener("load", () => {
 """
 
 
+def _clock(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _when(epoch_ms: int, tz: tzinfo) -> str:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
+    return _clock(datetime.fromtimestamp(epoch_ms / 1000, tz), tz)
 
 
 def _percent(value: float | None) -> str:
@@ -80,52 +85,55 @@ def _totals(review: SaleReview) -> str:
     return "<table id=totals>" + "".join(rows) + "</table>"
 
 
-def _funnel_table(title: str, tallies: list[tuple[str, Tally]], currency: str) -> str:
-    head = _row(title, *STAGES, *(f"→ {s}" for s in STAGES[1:]), "paid", f"GMV ({currency})",
-                "AOV", "pay fail", "refund", header=True)  # fmt: skip
-    rows = [
-        _row(escape(name), *(f"{t.counts[s]:,}" for s in STAGES),
-             *(_percent(t.conversion(s)) for s in STAGES[1:]), f"{t.paid_orders:,}",
-             _money(t.gmv.get(currency)), _money(t.aov(currency)),
-             _percent(t.payment_failure_rate), _percent(t.refund_rate))
+def _table(table_id: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    body = "".join(_row(*cells) for cells in rows)
+    return f"<table id={table_id}>{_row(*header, header=True)}{body}</table>"
+
+
+def _funnel_table(
+    table_id: str, title: str, tallies: list[tuple[str, Tally]], currency: str
+) -> str:
+    header = [title, *STAGES, *(f"→ {s}" for s in STAGES[1:]), "paid", f"GMV ({currency})",
+              "AOV", "pay fail", "refund"]  # fmt: skip
+    rows = (
+        [escape(name), *(f"{t.counts[s]:,}" for s in STAGES),
+         *(_percent(t.conversion(s)) for s in STAGES[1:]), f"{t.paid_orders:,}",
+         _money(t.gmv.get(currency)), _money(t.aov(currency)),
+         _percent(t.payment_failure_rate), _percent(t.refund_rate)]
         for name, t in tallies
-    ]  # fmt: skip
-    return "<table>" + head + "".join(rows) + "</table>"
+    )  # fmt: skip
+    return _table(table_id, header, rows)
 
 
 def _stockouts(review: SaleReview, tz: tzinfo) -> str:
     if not review.stockouts:
         return "<p>No SKU ran out of stock.</p>"
-    head = _row("store", "SKU", "out from", "until", "minutes out", "units/min before",
-                "est. lost units", header=True)  # fmt: skip
-    rows = [
-        _row(escape(s.store_id), escape(s.sku), _when(s.start_ms, tz),
-             "still out" if s.ongoing else _when(s.end_ms, tz), f"{s.minutes:.1f}",
-             "-" if s.velocity_per_min is None else f"{s.velocity_per_min:.2f}",
-             "-" if s.lost_units is None else f"{s.lost_units:,.0f}")
+    header = ["store", "SKU", "out from", "until", "minutes out", "units/min before",
+              "est. lost units"]  # fmt: skip
+    rows = (
+        [escape(s.store_id), escape(s.sku), _when(s.start_ms, tz),
+         "still out" if s.ongoing else _when(s.end_ms, tz), f"{s.minutes:.1f}",
+         "-" if s.velocity_per_min is None else f"{s.velocity_per_min:.2f}",
+         "-" if s.lost_units is None else f"{s.lost_units:,.0f}"]
         for s in review.stockouts
-    ]  # fmt: skip
-    return "<table id=stockouts>" + head + "".join(rows) + "</table>"
+    )  # fmt: skip
+    return _table("stockouts", header, rows)
 
 
 def _alerts(review: SaleReview, tz: tzinfo) -> str:
     if not review.alerts:
         return "<p>No alert fired.</p>"
-    head = _row("alert", "severity", "where", "condition from", "until", "fired (wall clock)",
-                "resolved (wall clock)", "summary", "runbook", header=True)  # fmt: skip
-    rows = []
-    for a in review.alerts:
-        severity = f'<span class="{escape(a.severity)}">{escape(a.severity)}</span>'
-        resolved = "-" if a.resolved_at is None else a.resolved_at.astimezone(tz).strftime(
-            "%Y-%m-%d %H:%M:%S")  # fmt: skip
-        rows.append(_row(
-            escape(a.alertname), severity, escape(a.where), _when(a.event_start_ms, tz),
-            "still firing" if a.event_end_ms is None else _when(a.event_end_ms, tz),
-            a.fired_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"), resolved,
-            f'<span class="text">{escape(a.summary)}</span>',
-            f'<a href="{escape(a.runbook_url)}">runbook</a>',
-        ))  # fmt: skip
-    return "<table id=alerts>" + head + "".join(rows) + "</table>"
+    header = ["alert", "severity", "where", "condition from", "until", "fired (wall clock)",
+              "resolved (wall clock)", "summary", "runbook"]  # fmt: skip
+    rows = (
+        [escape(a.alertname), f'<span class="{escape(a.severity)}">{escape(a.severity)}</span>',
+         escape(a.where), _when(a.event_start_ms, tz),
+         "still firing" if a.event_end_ms is None else _when(a.event_end_ms, tz),
+         _clock(a.fired_at, tz), "-" if a.resolved_at is None else _clock(a.resolved_at, tz),
+         escape(a.summary), f'<a href="{escape(a.runbook_url)}">runbook</a>']
+        for a in review.alerts
+    )  # fmt: skip
+    return _table("alerts", header, rows)
 
 
 def _chart(name: str, png: bytes) -> str:
@@ -155,8 +163,8 @@ minutes in {len(review.per_window)} windows of {review.window_ms / 60_000:g} min
 {_chart("rates.png", charts["rates.png"])}
 <h2>Funnel and conversion</h2>
 {_chart("funnel.png", charts["funnel.png"])}
-{_funnel_table("channel", list(review.channels.items()), currency)}
-{_funnel_table(f"top {len(stores)} stores", stores, currency)}
+{_funnel_table("channels", "channel", list(review.channels.items()), currency)}
+{_funnel_table("stores", f"top {len(stores)} stores", stores, currency)}
 <h2>Stock-outs</h2>
 {_chart("stockouts.png", charts["stockouts.png"])}
 {_stockouts(review, tz)}
