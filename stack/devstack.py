@@ -51,6 +51,9 @@ RULES_GLOB = REPO / "alerts" / "rules" / "*.yml"
 ALERTMANAGER_CONFIG = REPO / "alerts" / "alertmanager.yml"
 ALERTMANAGER_TEMPLATES = REPO / "alerts" / "templates"
 TARGETS_DIR = STATE / "targets"
+# workers whose /metrics needs a bearer token: Prometheus sends the one in SCRAPE_TOKEN
+AUTH_TARGETS_DIR = STATE / "targets-auth"
+SCRAPE_TOKEN = STATE / "secrets" / "scrape-token"
 ENV_FILE = STATE / "env.json"
 STARTED_WITH = STATE / "run" / "settings.json"
 KAFKA_DATA = STATE / "kafka-data"
@@ -179,6 +182,8 @@ def env_document(settings: Settings) -> dict[str, str]:
         "prometheus_url": f"http://{HOST}:{settings.prometheus_port}",
         "alertmanager_url": f"http://{HOST}:{settings.alertmanager_port}",
         "targets_dir": str(TARGETS_DIR),
+        "auth_targets_dir": str(AUTH_TARGETS_DIR),
+        "scrape_token_file": str(SCRAPE_TOKEN),
     }
 
 
@@ -749,15 +754,34 @@ def prometheus_config(settings: Settings) -> str:
                     {"files": [str(TARGETS_DIR / "*.json")], "refresh_interval": "1s"}
                 ],
             },
+            {
+                # Workers with SALEWATCH_WEB_AUTH_TOKEN set to the token in SCRAPE_TOKEN.
+                "job_name": "salewatch-auth",
+                "authorization": {"type": "Bearer", "credentials_file": str(SCRAPE_TOKEN)},
+                "file_sd_configs": [
+                    {"files": [str(AUTH_TARGETS_DIR / "*.json")], "refresh_interval": "1s"}
+                ],
+            },
         ],
     }
     return json.dumps(config, indent=2) + "\n"
+
+
+def write_scrape_token() -> None:
+    """A random token, once: workers that require it are scraped with it."""
+    if SCRAPE_TOKEN.exists():
+        return
+    SCRAPE_TOKEN.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    SCRAPE_TOKEN.write_text(os.urandom(24).hex())
+    SCRAPE_TOKEN.chmod(0o600)
 
 
 def start_prometheus(settings: Settings, service: Service) -> None:
     config = STATE / "prometheus.yml"
     config.write_text(prometheus_config(settings))
     TARGETS_DIR.mkdir(parents=True, exist_ok=True)
+    AUTH_TARGETS_DIR.mkdir(parents=True, exist_ok=True)
+    write_scrape_token()
     prometheus = require_tool("prometheus", "Install the Debian package `prometheus`.")
     spawn(
         service,
@@ -999,6 +1023,8 @@ def cmd_up(settings: Settings) -> int:
         check_started_with(settings)
     if len(running_names) == len(all_services) and all(s.healthy() for s in all_services):
         (STATE / "prometheus.yml").write_text(prometheus_config(settings))
+        AUTH_TARGETS_DIR.mkdir(parents=True, exist_ok=True)
+        write_scrape_token()
         for service in all_services:
             reload_if_changed(service)
         write_env_file(settings)

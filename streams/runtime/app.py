@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 from faust.types.auth import CredentialsT
 
@@ -19,6 +21,7 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS, Topics
 from streams.runtime.web import WorkerStatus
+from streams.runtime.web_security import auth_middleware
 
 __all__ = ["build_app"]
 
@@ -39,6 +42,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        web_ssl_context=settings.web_ssl_context,
+        web_application_options=web_application_options(settings),
+        # Faust's views of stored state (order ids) and of partition routing: off unless asked
+        web_tables_enabled=settings.web_debug_views,
+        web_router_enabled=settings.web_debug_views,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         key_serializer="raw",
@@ -64,6 +72,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     inventory_api.register(app, inventory)
     http_ingest.register(app, settings, topics, metrics)
     return app
+
+
+def web_application_options(settings: Settings) -> dict[str, Any]:
+    auth = settings.http_auth
+    return {"middlewares": [auth_middleware(auth)]} if auth.enabled else {}
 
 
 def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:

@@ -6,6 +6,8 @@ traceback from deep inside Faust.
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -14,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.contract.errors import ConfigError
 from streams.contract.events import TopicKind
 from streams.contract.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
+from streams.runtime.web_security import HttpAuth, server_ssl_context
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
@@ -45,10 +48,22 @@ class Settings(BaseSettings):
     # the worker's web server: /metrics, /health, /api, /ingest
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
+    # credentials for /metrics and /api/* (streams/runtime/web_security.py): a bearer token,
+    # a user and password (HTTP basic), or both; required to listen beyond loopback
+    web_auth_token: SecretStr | None = Field(None, min_length=16)
+    web_auth_user: str | None = None
+    web_auth_password: SecretStr | None = Field(None, min_length=12)
+    # HTTPS on the web port: PEM certificate (chain) and key
+    web_tls_certfile: str | None = None
+    web_tls_keyfile: str | None = None
+    # Faust's own /table/ (stored state) and /router/ views
+    web_debug_views: bool = False
 
     # HTTP ingest (POST /ingest/<topic>): bearer token (unset = ingest disabled), body limit
-    ingest_token: str | None = Field(None, min_length=16)
+    ingest_token: SecretStr | None = Field(None, min_length=16)
     ingest_max_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024)  # contract: 1 MiB
+    # a body not read in full within this long is answered 408 and its connection closed
+    ingest_read_timeout_s: float = Field(10.0, gt=0, le=300)
 
     # event time
     window_ms: PositiveMs = 60_000
@@ -97,6 +112,12 @@ class Settings(BaseSettings):
         "kafka_ssl_cafile",
         "kafka_ssl_certfile",
         "kafka_ssl_keyfile",
+        "ingest_token",
+        "web_auth_token",
+        "web_auth_user",
+        "web_auth_password",
+        "web_tls_certfile",
+        "web_tls_keyfile",
         mode="before",
     )
     @classmethod
@@ -116,11 +137,47 @@ class Settings(BaseSettings):
                 "(inventory keeps changes with their ids for the dedup horizon, without them "
                 "for the snapshot horizon)"
             )
+        self._check_web()
         try:
             self.kafka_security  # noqa: B018 (validates the combination and loads the files)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+    def _check_web(self) -> None:
+        if (self.web_auth_user is None) != (self.web_auth_password is None):
+            raise ValueError("SALEWATCH_WEB_AUTH_USER and SALEWATCH_WEB_AUTH_PASSWORD: set both")
+        if (self.web_tls_certfile is None) != (self.web_tls_keyfile is None):
+            raise ValueError("SALEWATCH_WEB_TLS_CERTFILE and SALEWATCH_WEB_TLS_KEYFILE: set both")
+        if self.web_tls_certfile is not None and self.web_tls_keyfile is not None:
+            try:
+                server_ssl_context(self.web_tls_certfile, self.web_tls_keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"SALEWATCH_WEB_TLS_CERTFILE / SALEWATCH_WEB_TLS_KEYFILE: cannot load "
+                    f"{self.web_tls_certfile!r} with {self.web_tls_keyfile!r}: {exc}"
+                ) from None
+        if not self.http_auth.enabled and not _is_loopback(self.web_host):
+            raise ValueError(
+                f"SALEWATCH_WEB_HOST={self.web_host} serves /metrics and /api/* beyond this "
+                "machine: set SALEWATCH_WEB_AUTH_TOKEN or SALEWATCH_WEB_AUTH_USER and "
+                "SALEWATCH_WEB_AUTH_PASSWORD"
+            )
+
+    @property
+    def http_auth(self) -> HttpAuth:
+        token, password = self.web_auth_token, self.web_auth_password
+        return HttpAuth(
+            token=None if token is None else token.get_secret_value(),
+            user=self.web_auth_user,
+            password=None if password is None else password.get_secret_value(),
+        )
+
+    @property
+    def web_ssl_context(self) -> ssl.SSLContext | None:
+        if self.web_tls_certfile is None or self.web_tls_keyfile is None:
+            return None
+        return server_ssl_context(self.web_tls_certfile, self.web_tls_keyfile)
 
     @property
     def kafka_security(self) -> KafkaSecurity:
@@ -146,6 +203,21 @@ class Settings(BaseSettings):
         return f"{self.output_prefix}{name}"
 
 
+# settings whose values an error message must not show, not even a bad one
+_SECRETS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise ConfigError naming each bad variable."""
     try:
@@ -156,6 +228,8 @@ def load_settings(**overrides: object) -> Settings:
             name = ENV_PREFIX + "_".join(str(part) for part in err["loc"]).upper()
             if not err["loc"]:
                 problems.append(err["msg"].removeprefix("Value error, "))
+            elif err["loc"][0] in _SECRETS:
+                problems.append(f"{name}: {err['msg']}")
             else:
                 problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

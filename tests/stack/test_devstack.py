@@ -59,7 +59,27 @@ def test_defaults() -> None:
         "prometheus_url": "http://127.0.0.1:19090",
         "alertmanager_url": "http://127.0.0.1:19094",
         "targets_dir": str(REPO / ".stack" / "targets"),
+        "auth_targets_dir": str(REPO / ".stack" / "targets-auth"),
+        "scrape_token_file": str(REPO / ".stack" / "secrets" / "scrape-token"),
     }
+    assert settings.secure_kafka_port == 19096
+
+
+def test_the_secure_broker_requires_tls_sasl_and_a_client_certificate(tmp_path: Path) -> None:
+    settings = devstack.load_settings({})
+    credentials = {"password": "p" * 36, "keystore_password": "k" * 36}
+    props = parse_properties(
+        devstack.secure_server_properties(settings, tmp_path / "broker.p12", credentials)
+    )
+    assert props["listeners"].startswith("SASL_SSL://127.0.0.1:19096,")
+    assert props["advertised.listeners"] == "SASL_SSL://127.0.0.1:19096,BROKER://127.0.0.1:19098"
+    assert props["listener.name.sasl_ssl.ssl.client.auth"] == "required"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512,PLAIN"
+    # the dev broker's own settings, apart from its listeners and data
+    plain = parse_properties(devstack.server_properties(settings))
+    for key in ("auto.create.topics.enable", "transaction.state.log.replication.factor"):
+        assert props[key] == plain[key]
+    assert props["log.dirs"] != plain["log.dirs"]
 
 
 def test_controller_port_follows_the_kafka_port() -> None:

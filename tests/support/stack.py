@@ -22,6 +22,9 @@ class Stack:
     prometheus_url: str
     alertmanager_url: str
     targets_dir: Path
+    # workers requiring the bearer token in `scrape_token_file` register here
+    auth_targets_dir: Path | None = None
+    scrape_token_file: Path | None = None
 
 
 def ensure_stack() -> Stack:
@@ -33,6 +36,8 @@ def ensure_stack() -> Stack:
         prometheus_url=env["prometheus_url"],
         alertmanager_url=env["alertmanager_url"],
         targets_dir=Path(env["targets_dir"]),
+        auth_targets_dir=Path(env["auth_targets_dir"]),
+        scrape_token_file=Path(env["scrape_token_file"]),
     )
 
 

@@ -75,6 +75,7 @@ class WorkerFactory:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     started: list[Worker] = field(default_factory=list)
     kafka_options: dict[str, Any] = field(default_factory=dict)  # security, for the cleanup
+    targets_dir: Path | None = None  # where Prometheus finds the workers: the stack's by default
 
     @property
     def topic_prefix(self) -> str:
@@ -118,7 +119,8 @@ class WorkerFactory:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        target_file = self.stack.targets_dir / f"{self.run_id}-{name}.json"
+        targets_dir = self.targets_dir or self.stack.targets_dir
+        target_file = targets_dir / f"{self.run_id}-{name}.json"
         target_file.write_text(
             json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"run": self.run_id}}])
         )
