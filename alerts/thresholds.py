@@ -132,6 +132,7 @@ class StockRule(_Model):
 
     out_resolve_hold_s: Annotated[float, Field(ge=0)] = 0.0
     low_resolve_hold_s: Annotated[float, Field(ge=0)] = 120.0
+    slow_resolve_hold_s: Annotated[float, Field(ge=0)] = 600.0
 
 
 class Thresholds(_Model):

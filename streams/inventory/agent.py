@@ -8,14 +8,19 @@ applied and the partition's event time (largest change ts), written after the ke
 same changelog partition: messages re-read after a crash at or before that offset are
 skipped, and re-sent changes are recognised by their id.
 
-Listeners get a `StockStatus` on every status change (ok -> low -> out and back) and, with
-`previous=None`, every key that is low or out when a partition is (re)loaded after a
+Listeners get a `StockStatus` on every status change (ok, low, out, slow) and, with
+`previous=None`, every key that is not ok when a partition is (re)loaded after a
 rebalance or restart. When partitions are revoked the stage forgets its keys without
 telling the listeners: the new owner announces them.
+
+Slow-moving keys: a key that is ok with stock turns slow once its partition's event time
+passes the key's quiet due time without a sale. The stage keeps the due time of its ok keys
+in memory (`quiet`, a heap for the tick), filled on load and on every write.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections import Counter, defaultdict
@@ -36,7 +41,6 @@ from streams.inventory.stock import (
     StockStatus,
     apply_changes,
     reevaluate,
-    status_of,
 )
 from streams.runtime.metrics import OTHER, TOP_SKUS, Metrics
 from streams.runtime.settings import Settings
@@ -76,6 +80,8 @@ class InventoryStage(BatchedStage):
             velocity_half_life_ms=settings.velocity_half_life_ms,
             dedup_horizon_ms=settings.dedup_horizon_ms,
             snapshot_horizon_ms=settings.snapshot_horizon_ms,
+            slow_moving_minutes=settings.slow_moving_minutes,
+            slow_cover_hours=settings.slow_cover_hours,
         )
         self.table = partitioned_table(app, "inventory-stock", settings.partitions)
         self.index = StockIndex()
@@ -83,6 +89,10 @@ class InventoryStage(BatchedStage):
         self.partitions: dict[int, PartitionMeta] = {}  # loaded partitions
         self._flag_counts: Counter[tuple[str, Status]] = Counter()  # by store label
         self._top_skus: dict[tuple[str, Status], set[str]] = defaultdict(set)  # exported
+        # ok keys with stock: key -> event time at which they turn slow without a sale, and
+        # the same as a heap of (due, key) for the tick (entries no longer in `quiet` skipped)
+        self.quiet: dict[str, int] = {}
+        self._quiet_heap: list[tuple[int, str]] = []
 
     def register(self) -> None:
         self.register_agent(self.topics.stock, "inventory")
@@ -99,6 +109,8 @@ class InventoryStage(BatchedStage):
     def forget_partitions(self) -> None:
         self.partitions.clear()
         self.index.clear()
+        self.quiet.clear()
+        self._quiet_heap.clear()
         for label, status in list(self._flag_counts):
             self._gauge(status).labels(label).set(0)
         self._flag_counts.clear()
@@ -119,8 +131,8 @@ class InventoryStage(BatchedStage):
         return meta
 
     async def _load(self, wanted: set[int]) -> None:
-        """One scan of the table for the partitions in `wanted`: their meta and the keys
-        that are not OK (the first byte of a value tells, so most are not decoded)."""
+        """One scan of the table for the partitions in `wanted`: their meta, the keys that
+        are not OK and the quiet due time of those that are."""
         n = self.settings.partitions
         for p in wanted:
             self.partitions[p] = PartitionMeta()
@@ -130,8 +142,11 @@ class InventoryStage(BatchedStage):
                 p = int(key[len(META_PREFIX) :])
                 if p in wanted:
                     self.partitions[p] = PartitionMeta(*orjson.loads(raw))
-            elif status_of(raw) is not Status.OK and partition_for(key, n) in wanted:
+            elif partition_for(key, n) in wanted:
                 state = StockState.decode(raw)
+                if state.status is Status.OK:
+                    self._set_quiet(key, state.quiet_due_ms(self.rules))
+                    continue
                 assert state.max_ts is not None
                 found.append(StockStatus.of(key, state, state.max_ts, self.rules, None))
         log.info("inventory: loaded partitions %s, %d keys low or out", sorted(wanted), len(found))
@@ -164,6 +179,8 @@ class InventoryStage(BatchedStage):
             outcome = apply_changes(self.table, changes, self.rules, meta.stream_ms)
             for key, raw in outcome.encoded.items():
                 self.table[key] = raw
+        for key, due in outcome.quiet_due.items():
+            self._set_quiet(key, due)
         if outcome.max_ts is not None:
             meta.stream_ms = max(meta.stream_ms or outcome.max_ts, outcome.max_ts)
         self.metrics.processed.labels("inventory").inc(len(changes))
@@ -205,8 +222,17 @@ class InventoryStage(BatchedStage):
                 self._flag_counts[label, flag] += delta
                 self._gauge(flag).labels(label).set(self._flag_counts[label, flag])
 
+    def _set_quiet(self, key: str, due: int | None) -> None:
+        if due is None:
+            self.quiet.pop(key, None)
+        elif self.quiet.get(key) != due:
+            self.quiet[key] = due
+            heapq.heappush(self._quiet_heap, (due, key))
+
     def _gauge(self, status: Status) -> Any:
         m = self.metrics
+        if status is Status.SLOW:
+            return m.slow_moving_skus
         return m.stock_out_skus if status is Status.OUT else m.low_stock_skus
 
     def _top_gauge(self, status: Status) -> Any:
@@ -241,7 +267,7 @@ class InventoryStage(BatchedStage):
         missing = self.assigned() - set(self.partitions)
         if missing:
             await self._load(missing)
-        transitions = []
+        transitions = self._quiet_due_now()
         for low in self.index.all(Status.LOW):
             p = self.key_partition(low.store_id, low.sku)
             meta = self.partitions.get(p)
@@ -259,10 +285,46 @@ class InventoryStage(BatchedStage):
                     self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
                     continue
                 self.table[key] = state.encode()
+                if state.status is Status.OK:
+                    self._set_quiet(key, state.quiet_due_ms(self.rules))
             transitions.append(transition)
         await self._publish(transitions)
         # minutes to stock-out of the low keys changed with event time, transition or not
         self._export_top({low.store_id for low in self.index.all(Status.LOW)})
+
+    def _quiet_due_now(self) -> list[StockStatus]:
+        """Ok keys whose partition's event time passed their quiet due time: slow now."""
+        transitions = []
+        heap, n = self._quiet_heap, self.settings.partitions
+        latest_ms = self._latest_stream_ms()
+        deferred = []
+        while heap and heap[0][0] <= latest_ms:
+            due, key = heapq.heappop(heap)
+            if self.quiet.get(key) != due:
+                continue  # sold (or written) since: a later entry stands for it
+            p = partition_for(key, n)
+            meta = self.partitions.get(p)
+            now_ms = meta.stream_ms if meta is not None else None
+            if now_ms is None or now_ms < due:
+                deferred.append((due, key))  # its own partition is not there yet
+                continue
+            del self.quiet[key]
+            with writing_to(p):
+                raw = self.table.get(key)
+                if raw is None:
+                    continue
+                state = StockState.decode(raw)
+                transition = reevaluate(key, state, now_ms, self.rules)
+                if transition is not None:
+                    self.table[key] = state.encode()
+                    transitions.append(transition)
+        for item in deferred:
+            heapq.heappush(heap, item)
+        return transitions
+
+    def _latest_stream_ms(self) -> int:
+        marks = [meta.stream_ms for meta in self.partitions.values() if meta.stream_ms is not None]
+        return max(marks, default=-1)
 
     # --- reads for the HTTP API -----------------------------------------------------
     def lookup(self, store_id: str, sku: str) -> dict[str, Any] | None:

@@ -4,9 +4,10 @@
 (others answer 307 to the owner, or 404 while nobody owns it).
 
 `GET /api/stock/{store_id}?status=out,low&limit=100`: the store's SKUs that are out of
-stock or running low, most urgent first. A store's SKUs are spread over every partition,
-so the worker asked answers from its own partitions and asks each other owner for theirs
-(`scope=local`); `missing_partitions` lists the ones nobody answered for.
+stock or running low (or, with `status=slow`, slow-moving), most urgent first. A store's
+SKUs are spread over every partition, so the worker asked answers from its own partitions
+and asks each other owner for theirs (`scope=local`); `missing_partitions` lists the ones
+nobody answered for.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ FAN_OUT_TIMEOUT_S = 2.0
 
 
 def parse_statuses(raw: str | None) -> list[Status] | None:
-    """`out`, `low`, `out,low` (the default); None if invalid."""
+    """Some of `out`, `low`, `slow` (default `out,low`); None if invalid."""
     if not raw:
         return [Status.OUT, Status.LOW]
     try:
@@ -86,7 +87,9 @@ class StockViews:
     async def store(self, web: View, request: Request, store_id: str) -> Response:
         statuses = parse_statuses(request.query.get("status"))
         if statuses is None:
-            return web.json({"error": "status must be out, low or out,low"}, status=400)
+            return web.json(
+                {"error": "status must be out, low, slow or a list of them"}, status=400
+            )
         limit = parse_limit(request.query.get("limit"))
         if limit is None:
             return web.json({"error": f"limit must be 1-{MAX_LIMIT}"}, status=400)

@@ -35,6 +35,13 @@ Velocity is an exponentially weighted rate of held units in event time: the deca
 S(T) = sum(qty_i * exp(-(T - ts_i) / tau)) of every hold, and units per minute = S / tau.
 The sum does not depend on the order holds arrive in. "Running low" = available > 0 and
 available / velocity <= `low_stock_minutes`; out of stock = available <= 0.
+
+Slow-moving (滞销) = stock on hand, not low, and either no sale for `slow_moving_minutes`
+of event time since the last hold (or since tracking started, if it never sold), or at
+the recent rate the stock would last beyond `slow_cover_hours` (selling far below the rate
+that clears it). The cover rule has hysteresis: a slow SKU stays slow until its cover falls
+below half the limit, so a trickle of sales around the line does not flap. Quiet keys turn
+slow as event time moves on without them: `quiet_due_ms` says when (the agent's tick).
 """
 
 from __future__ import annotations
@@ -81,10 +88,11 @@ class Status(enum.StrEnum):
     OK = "ok"
     LOW = "low"
     OUT = "out"
+    SLOW = "slow"
 
 
 # First byte of an encoded state: lets a table scan skip the (many) keys that are fine.
-_STATUS_BYTE = {Status.OK: b"o", Status.LOW: b"l", Status.OUT: b"x"}
+_STATUS_BYTE = {Status.OK: b"o", Status.LOW: b"l", Status.OUT: b"x", Status.SLOW: b"s"}
 _BYTE_STATUS = {byte[0]: status for status, byte in _STATUS_BYTE.items()}
 
 
@@ -96,6 +104,8 @@ class InventoryRules:
     snapshot_horizon_ms: int = 6 * 60 * MS_PER_MIN  # and as compact entries this long
     max_changes: int = 2_000  # changes with ids kept per key (the oldest become entries)
     max_entries: int = 500  # compact entries kept per key (beyond: adjacent ones merge)
+    slow_moving_minutes: float = 60.0  # no sale this long (event time) with stock: slow
+    slow_cover_hours: float = 7 * 24.0  # or the stock lasts longer than this at the rate
 
     def __post_init__(self) -> None:
         if self.snapshot_horizon_ms < self.dedup_horizon_ms:
@@ -204,6 +214,21 @@ class StockState:
         velocity = self.velocity_per_min(now_ms, rules)
         return available / velocity if velocity > 1e-12 else None
 
+    @property
+    def last_sale_ts(self) -> int | None:
+        """Event time of the latest hold (an order), None if the SKU never sold."""
+        return self.rate_ts if self.rate > 0.0 else None
+
+    def quiet_due_ms(self, rules: InventoryRules) -> int | None:
+        """When, in event time, the SKU turns slow if nothing sells meanwhile (None: it
+        cannot, having no stock or no tracking)."""
+        if not self.tracked or self.available <= 0:
+            return None
+        started = self.snapshot_ts if self.start_ts is None else self.start_ts
+        assert started is not None
+        quiet_since = max(started, self.last_sale_ts or started)
+        return quiet_since + round(rules.slow_moving_minutes * MS_PER_MIN)
+
     def evaluate(self, now_ms: int, rules: InventoryRules) -> Status:
         if not self.tracked:
             return Status.OK
@@ -212,6 +237,13 @@ class StockState:
         minutes = self.minutes_to_stockout(now_ms, rules)
         if minutes is not None and minutes <= rules.low_stock_minutes:
             return Status.LOW
+        due = self.quiet_due_ms(rules)
+        if due is not None and now_ms >= due:
+            return Status.SLOW
+        # cover in minutes (None: nothing sells); a slow SKU recovers below half the limit
+        cover_limit = rules.slow_cover_hours * 60 / (2 if self.status is Status.SLOW else 1)
+        if minutes is not None and minutes > cover_limit:
+            return Status.SLOW
         return Status.OK
 
     # --- applying ---------------------------------------------------------------------
@@ -471,6 +503,7 @@ class StockStatus:
     velocity_per_min: float
     minutes_to_stockout: float | None
     ts: int  # event time (ms) of the evaluation
+    last_sale_ts: int | None = None  # event time of the latest sale, None: never sold
 
     @classmethod
     def of(
@@ -491,6 +524,7 @@ class StockStatus:
             state.velocity_per_min(now_ms, rules),
             state.minutes_to_stockout(now_ms, rules),
             now_ms,
+            state.last_sale_ts,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -502,6 +536,7 @@ class StockStatus:
             "velocity_per_min": round(self.velocity_per_min, 6),
             "minutes_to_stockout": _rounded(self.minutes_to_stockout),
             "ts": self.ts,
+            "last_sale_ts": self.last_sale_ts,
         }
 
     @classmethod
@@ -515,13 +550,17 @@ class StockStatus:
             data["velocity_per_min"],
             data["minutes_to_stockout"],
             data["ts"],
+            data.get("last_sale_ts"),
         )
 
     def urgency(self) -> tuple[int, float, float]:
         """Sort key, most urgent first: out (most oversold, then fastest selling), then
-        low by minutes to stock-out."""
+        low by minutes to stock-out, then slow (never sold, then longest unsold; most
+        stock first)."""
         if self.status is Status.OUT:
             return 0, float(self.available), -self.velocity_per_min
+        if self.status is Status.SLOW:
+            return 2, float(self.last_sale_ts or -math.inf), -float(self.available)
         minutes = self.minutes_to_stockout
         return 1, minutes if minutes is not None else math.inf, float(self.available)
 
@@ -540,6 +579,7 @@ class BatchOutcome:
 
     encoded: dict[str, bytes] = field(default_factory=dict)
     transitions: list[StockStatus] = field(default_factory=list)
+    quiet_due: dict[str, int | None] = field(default_factory=dict)  # of each key written
     restocks: Counter[str] = field(default_factory=Counter)  # by store_id
     applied: Counter[Applied] = field(default_factory=Counter)
     max_ts: int | None = None
@@ -585,6 +625,7 @@ def apply_changes(
         if transition is not None:
             out.transitions.append(transition)
         out.encoded[key] = state.encode()
+        out.quiet_due[key] = state.quiet_due_ms(rules) if state.status is Status.OK else None
     return out
 
 
@@ -614,7 +655,7 @@ def reevaluate(
 
 
 class StockIndex:
-    """The keys that are not OK (low or out), for the API, the gauges and the tick."""
+    """The keys that are not OK (low, out or slow), for the API, the gauges and the tick."""
 
     def __init__(self) -> None:
         self._by_store: dict[str, dict[str, StockStatus]] = defaultdict(dict)

@@ -291,6 +291,13 @@ class Metrics:
             ["store", "sku"],
             registry=r,
         )
+        self.slow_moving_skus = Gauge(
+            "salewatch_slow_moving_skus",
+            "SKUs with stock on hand that sit unsold or sell far below the rate that clears "
+            "them (slow-moving)",
+            ["store"],
+            registry=r,
+        )
         self.stockouts = Counter(
             "salewatch_stockouts", "Transitions of a SKU into stock-out", ["store"], registry=r
         )

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # rate, an exponentially weighted rate of held units with this half-life (event time)
     low_stock_minutes: float = Field(30.0, gt=0, le=7 * 24 * 60)
     velocity_half_life_ms: PositiveMs = 5 * 60_000
+    # slow-moving (滞销): stock on hand and no sale for this long (event time), or the stock
+    # would last longer than this many hours at the recent sales rate
+    slow_moving_minutes: float = Field(60.0, gt=0, le=7 * 24 * 60)
+    slow_cover_hours: float = Field(7 * 24.0, gt=0)
 
     # business alerts (alerts/, docs/alerts.md): Alertmanager (unset: log, topic, API and
     # metrics only), re-send interval of firing alerts, campaign calendar and thresholds

@@ -268,23 +268,34 @@ def status(state: Status, available: int, minutes: float | None = None) -> Stock
 def test_stock_status_fires_one_and_resolves_the_other(
     state: Status, available: int, minutes: float | None, firing: str, resolving: str
 ) -> None:
-    fire, resolve = stock_signals(status(state, available, minutes), THRESHOLDS)
+    fire, resolve, _slow = stock_signals(status(state, available, minutes), THRESHOLDS)
     assert (fire.alertname, fire.firing, resolve.alertname, resolve.firing) == (
         firing, True, resolving, False
     )  # fmt: skip
     assert fire.labels == {"store_id": "s1", "sku": "sku-1"} and fire.event_ms == 1_000
 
 
-def test_stock_back_to_ok_resolves_both_low_with_a_hold() -> None:
+def test_stock_back_to_ok_resolves_all_low_and_slow_with_a_hold() -> None:
     signals = stock_signals(status(Status.OK, 500), THRESHOLDS)
-    assert [(s.alertname, s.firing) for s in signals] == [
+    assert [(s.alertname, s.firing, s.resolve_hold_s) for s in signals] == [
+        ("StockOut", False, 0), ("LowStockSoon", False, 120), ("SlowMovingStock", False, 600)
+    ]  # fmt: skip
+
+
+def test_slow_moving_is_a_warning_when_it_never_sold_else_info() -> None:
+    never = StockStatus("s1", "sku-1", Status.SLOW, None, 300, 0.0, None, 3_600_000)
+    fire, *resolved = stock_signals(never, THRESHOLDS)
+    assert (fire.alertname, fire.firing, fire.severity) == ("SlowMovingStock", True, "warning")
+    assert [(s.alertname, s.firing) for s in resolved] == [
         ("StockOut", False), ("LowStockSoon", False)
     ]  # fmt: skip
-    assert signals[0].resolve_hold_s == 0 and signals[1].resolve_hold_s == 120
+    trickle = StockStatus("s1", "sku-1", Status.SLOW, None, 300, 0.01, None, 3_600_000, 600_000)
+    fire, *_ = stock_signals(trickle, THRESHOLDS)
+    assert fire.severity == "info" and "last sold 50 min ago" in fire.description
 
 
 def test_stock_out_carries_the_rate_it_sold_at() -> None:
-    fire, _ = stock_signals(status(Status.OUT, -2), THRESHOLDS)
+    fire, *_ = stock_signals(status(Status.OUT, -2), THRESHOLDS)
     assert fire.details == {"available": "-2", "velocity_per_min": "2.000"}
 
 

@@ -8,7 +8,7 @@ import faust
 import pytest
 
 from streams.contract.errors import ConfigError
-from streams.inventory.agent import InventoryStage
+from streams.inventory.agent import InventoryStage, PartitionMeta
 from streams.inventory.api import parse_limit, parse_statuses
 from streams.inventory.changes import StockChange
 from streams.inventory.stock import Status, StockStatus, apply_changes
@@ -121,9 +121,36 @@ def test_lookup_shows_the_snapshots_refused_as_inexact(stage: InventoryStage) ->
     assert (body["inexact_snapshots"], body["last_inexact_snapshot_ts"]) == (1, T0 + 2)
 
 
+async def test_a_quiet_key_turns_slow_when_its_partitions_event_time_passes_the_due_time(
+    stage: InventoryStage,
+) -> None:
+    heard: list[StockStatus] = []
+
+    async def listener(status: StockStatus) -> None:
+        heard.append(status)
+
+    stage.listeners.append(listener)
+    outcome = apply_changes(stage.table.data, [stock("snapshot", T0, 10)], stage.rules)
+    stage.table.data.update(outcome.encoded)
+    stage._set_quiet("s1|A", outcome.quiet_due["s1|A"])
+    p = stage.key_partition("s1", "A")
+    stage.partitions[p] = PartitionMeta(stream_ms=T0 + HOUR - 1)
+    assert stage._quiet_due_now() == []  # an hour unsold is due at T0 + 1 h, not before
+    stage.partitions[p] = PartitionMeta(stream_ms=T0 + HOUR)
+    [slow] = stage._quiet_due_now()
+    assert (slow.sku, slow.status, slow.previous, slow.last_sale_ts) == (
+        "A", Status.SLOW, Status.OK, None,
+    )  # fmt: skip
+    assert stage.quiet == {} and stage._quiet_due_now() == []
+    await stage._publish([slow])
+    assert value(stage, "salewatch_slow_moving_skus", "s1") == 1
+    assert [s.sku for s in stage.flagged("s1", [Status.SLOW])] == ["A"] and heard == [slow]
+
+
 def test_query_parsing() -> None:
     assert parse_statuses(None) == [Status.OUT, Status.LOW]
     assert parse_statuses("low") == [Status.LOW]
+    assert parse_statuses("slow") == [Status.SLOW]
     assert parse_statuses("out, low,out") == [Status.OUT, Status.LOW]
     assert parse_statuses("ok") is None
     assert parse_statuses("gone") is None

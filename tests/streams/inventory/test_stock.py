@@ -255,7 +255,36 @@ def test_low_needs_sales_and_recovers_when_they_stop() -> None:
     assert state.evaluate(T0, rules) is Status.OK  # few units but no sales: not low
     state.apply(hold(T0 + 1, 1), seen, rules)
     assert state.evaluate(T0 + 1, rules) is Status.LOW
-    assert state.evaluate(T0 + 120 * MIN, rules) is Status.OK  # the rate decayed
+    # the rate decayed: not low any more, but slow (4 units would now last for weeks)
+    assert state.evaluate(T0 + 50 * MIN, rules) is Status.SLOW
+
+
+def test_slow_moving_unsold_for_a_while_or_far_below_the_rate_that_clears_it() -> None:
+    rules = InventoryRules(
+        slow_moving_minutes=60, slow_cover_hours=24, velocity_half_life_ms=5 * MIN
+    )
+    seen: set[str] = set()
+    never_sold = StockState()
+    never_sold.apply(snapshot(T0, 100), seen, rules)
+    assert never_sold.quiet_due_ms(rules) == T0 + 60 * MIN
+    assert never_sold.evaluate(T0 + 59 * MIN, rules) is Status.OK
+    assert never_sold.evaluate(T0 + 60 * MIN, rules) is Status.SLOW
+    # one unit sold a minute ago: ~0.14 units/min, 150 units last ~18 hours (< 24): fine,
+    # and it moves the quiet clock
+    state = StockState()
+    state.apply(snapshot(T0, 151), set(), rules)
+    state.apply(hold(T0 + MIN, 1), set(), rules)
+    assert state.quiet_due_ms(rules) == T0 + 61 * MIN
+    assert state.evaluate(T0 + MIN, rules) is Status.OK
+    # hysteresis: a slow SKU stays slow until its cover is under half the limit (12 hours)
+    state.status = Status.SLOW
+    assert state.evaluate(T0 + MIN, rules) is Status.SLOW
+    # half an hour later the rate has decayed 64-fold: the cover is weeks, far beyond 24 hours
+    state.status = Status.OK
+    assert state.evaluate(T0 + 31 * MIN, rules) is Status.SLOW
+    sold_out = StockState()
+    sold_out.apply(snapshot(T0, 0), set(), rules)
+    assert sold_out.quiet_due_ms(rules) is None
 
 
 # --- bounded state -----------------------------------------------------------------
