@@ -45,6 +45,7 @@ class WindowAggregate:
     users: dict[str, ds.hll_sketch] = field(default_factory=dict)
     gmv: dict[str, Decimal] = field(default_factory=dict)  # by currency
     paid_orders: int = 0
+    paid_orders_by_currency: dict[str, int] = field(default_factory=dict)  # AOV per currency
     payment_failed: int = 0
     refund_requested: int = 0
     refund_amount: Decimal = Decimal(0)
@@ -83,6 +84,7 @@ class WindowAggregate:
     def add_payment(self, amount: Decimal, currency: str) -> None:
         self.paid_orders += 1
         self.gmv[currency] = self.gmv.get(currency, Decimal(0)) + amount
+        self.paid_orders_by_currency[currency] = self.paid_orders_by_currency.get(currency, 0) + 1
 
     def fold(self) -> None:
         """Count the order and pay candidates (the window is closing)."""
@@ -118,6 +120,10 @@ class WindowAggregate:
         for currency, amount in other.gmv.items():
             self.gmv[currency] = self.gmv.get(currency, Decimal(0)) + amount
         self.paid_orders += other.paid_orders
+        for currency, n in other.paid_orders_by_currency.items():
+            self.paid_orders_by_currency[currency] = (
+                self.paid_orders_by_currency.get(currency, 0) + n
+            )
         self.payment_failed += other.payment_failed
         self.refund_requested += other.refund_requested
         self.refund_amount += other.refund_amount
@@ -152,6 +158,7 @@ class WindowAggregate:
             },
             "gmv": {currency: str(amount) for currency, amount in self.gmv.items()},
             "paid_orders": self.paid_orders,
+            "paid_orders_by_currency": self.paid_orders_by_currency,
             "payment_failed": self.payment_failed,
             "refund_requested": self.refund_requested,
             "refund_amount": str(self.refund_amount),
@@ -174,6 +181,8 @@ class WindowAggregate:
             },
             gmv={currency: Decimal(amount) for currency, amount in data["gmv"].items()},
             paid_orders=data["paid_orders"],
+            paid_orders_by_currency=data.get("paid_orders_by_currency")
+            or _paid_orders_of_one_currency(data),
             payment_failed=data["payment_failed"],
             refund_requested=data["refund_requested"],
             # .get: windows saved by versions before the after-sales and traffic fields
@@ -186,6 +195,13 @@ class WindowAggregate:
             pay_candidates=data["pay_candidates"],
             payers=data.get("payers", []),
         )
+
+
+def _paid_orders_of_one_currency(data: dict[str, Any]) -> dict[str, int]:
+    """Paid orders per currency of a window saved before they were kept: known when all its
+    orders were paid in one currency; with several, no currency gets an AOV."""
+    currencies = list(data["gmv"])
+    return {currencies[0]: data["paid_orders"]} if len(currencies) == 1 else {}
 
 
 def _estimate(sketch: ds.hll_sketch) -> tuple[int, int, int]:

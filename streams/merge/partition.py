@@ -126,9 +126,10 @@ def window_record(
         },
         "gmv": {currency: str(amount) for currency, amount in sorted(agg.gmv.items())},
         "paid_orders": agg.paid_orders,
-        "aov": {
-            currency: str((amount / agg.paid_orders).quantize(CENT, ROUND_HALF_EVEN))
-            for currency, amount in sorted(agg.gmv.items())
+        "paid_orders_by_currency": dict(sorted(agg.paid_orders_by_currency.items())),
+        "aov": {  # a currency's GMV over the orders paid in that currency
+            currency: str((agg.gmv[currency] / paid).quantize(CENT, ROUND_HALF_EVEN))
+            for currency, paid in sorted(agg.paid_orders_by_currency.items())
         },
         "payment_failed": agg.payment_failed,
         "payment_failure_rate": _ratio(agg.payment_failed, attempts),
