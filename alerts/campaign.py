@@ -11,7 +11,12 @@ A YAML file (example: alerts/campaign.example.yml; reference: docs/alerts.md):
   overrides that apply while the phase runs. Where phases overlap, multipliers multiply
   and later phases' overrides win;
 - `reference`: optional expected rates per store / channel, used as the baseline while a
-  key has too little history of its own (a worker started in the middle of the night).
+  key has too little history of its own (a worker started in the middle of the night);
+- `spend` of a phase: what each store in its scope spends per channel over the phase
+  (`{app: 120000, live: 80000}`, in `spend_currency`, default CNY), spread evenly over
+  the phase's time; overlapping phases add up. Final windows carry their share, ROI (GMV
+  in that currency / spend) and cost per paid order. A phase with spend only (traffic
+  multiplier 1) prices the whole campaign.
 
 A scheduled phase change re-bases: traffic baselines are kept in normal-traffic units
 (clicks / multiplier), so a x20 midnight peak or its end is no incident; and windows that
@@ -25,6 +30,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -33,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from alerts.thresholds import Stage, Thresholds
 from streams.contract.errors import ConfigError, SalewatchError
+from streams.merge.partition import Spend
 from streams.runtime.settings import Settings
 
 __all__ = ["Calendar", "CampaignError", "Phase", "Reference", "calendar_of", "load_calendar"]
@@ -63,6 +70,11 @@ class Phase(_Scoped):
     traffic_multiplier: Annotated[float, Field(gt=0, le=10_000)] = 1.0
     baseline: Literal["follow", "hold"] = "follow"
     thresholds: dict[str, Any] = Field(default_factory=dict)
+    # channel -> what each store in scope spends on it over the phase
+    spend: dict[
+        Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")],
+        Annotated[Decimal, Field(ge=0, allow_inf_nan=False)],
+    ] = Field(default_factory=dict)
 
     @field_validator("start", "end")
     @classmethod
@@ -107,6 +119,7 @@ class CampaignFile(_Model):
     thresholds: dict[str, Any] = Field(default_factory=dict)
     reference: tuple[Reference, ...] = ()
     phases: tuple[Phase, ...] = ()
+    spend_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ class Calendar:
     defaults: Thresholds = field(default_factory=Thresholds)
     phases: tuple[Phase, ...] = ()
     references: tuple[Reference, ...] = ()
+    spend_currency: str = "CNY"
     _cache: dict[tuple[int, ...], Thresholds] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -127,7 +141,7 @@ class Calendar:
             defaults = Thresholds().with_overrides(spec.thresholds)
         except ValidationError as exc:
             raise CampaignError("thresholds: " + _describe(exc)) from None
-        calendar = cls(defaults, spec.phases, spec.reference)
+        calendar = cls(defaults, spec.phases, spec.reference, spec.spend_currency)
         for index in range(len(spec.phases)):
             calendar._thresholds_for((index,))  # check every phase's overrides now
         return calendar
@@ -171,6 +185,20 @@ class Calendar:
                 product *= self.phases[index].traffic_multiplier
             total += product * (b - a)
         return total / (end_ms - start_ms)
+
+    def spend(self, store_id: str, channel: str, start_ms: int, end_ms: int) -> Spend | None:
+        """The store x channel's campaign spend in the window: each phase's spend on the
+        channel times the share of the phase the window covers; None when no phase with
+        spend on the channel overlaps the window."""
+        total: Decimal | None = None
+        for phase in self._matching(store_id, channel):
+            amount = phase.spend.get(channel)
+            overlap = min(end_ms, phase.end_ms) - max(start_ms, phase.start_ms)
+            if amount is None or overlap <= 0:
+                continue
+            share = amount * overlap / (phase.end_ms - phase.start_ms)
+            total = share if total is None else total + share
+        return None if total is None else Spend(total, self.spend_currency)
 
     def near_boundary(
         self, store_id: str, channel: str, start_ms: int, end_ms: int, settle_ms: int

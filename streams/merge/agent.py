@@ -16,19 +16,22 @@ from streams.contract.routing import merge_partition
 from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, WindowAggregate
 from streams.merge.buyers import BuyerCounts, BuyerHistory
-from streams.merge.partition import MergePartition, window_record
+from streams.merge.partition import MergePartition, Spend, window_record
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.stage import BatchedStage
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
 
-__all__ = ["FrontierListener", "MergeStage", "WindowListener"]
+__all__ = ["FrontierListener", "MergeStage", "SpendSource", "WindowListener"]
 
 log = logging.getLogger(__name__)
 
 # called with each final window record, once
 WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
+# the campaign spend of (store, channel, window start, window end), None if unknown: the
+# calendar's, wired by the app (alerts/campaign.py)
+SpendSource = Callable[[str, str, int, int], Spend | None]
 # called with (stage-3 partition, frontier) when every window starting before the frontier
 # is final there: a store x channel with no window in between had no events at all
 FrontierListener = Callable[[int, int], Awaitable[None]]
@@ -48,6 +51,7 @@ class MergeStage(BatchedStage):
         self.partitions: dict[int, MergePartition] = {}
         self.listeners: list[WindowListener] = []
         self.frontier_listeners: list[FrontierListener] = []
+        self.spend_of: SpendSource = _no_spend
         # recent final windows per store x channel, for the HTTP API
         self.recent: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
 
@@ -132,8 +136,10 @@ class MergeStage(BatchedStage):
         )
 
     async def _emit(self, key: WindowKey, aggregate: WindowAggregate, buyers: BuyerCounts) -> None:
-        record = window_record(key, self.settings.window_ms, aggregate, buyers)
-        store_id, channel, _ = key
+        store_id, channel, start = key
+        end = start + self.settings.window_ms
+        spend = self.spend_of(store_id, channel, start, end)
+        record = window_record(key, self.settings.window_ms, aggregate, buyers, spend)
         # Queued behind this batch's table writes (the "already emitted" mark), in the same
         # buffer: a direct send would overtake them, and a worker killed in between would
         # emit the window again on restart.
@@ -162,6 +168,8 @@ class MergeStage(BatchedStage):
         m.complaints.labels(store, channel).inc(record["complaints"])
         m.buyers.labels(store, channel, "new").inc(record["new_buyers"])
         m.buyers.labels(store, channel, "returning").inc(record["returning_buyers"])
+        for currency, amount in (record["spend"] or {}).items():
+            m.campaign_spend.labels(store, channel, currency).inc(float(amount))
         for gauge, ratio in (
             (m.payment_failure_ratio, record["payment_failure_rate"]),
             (m.refund_ratio, record["refund_rate"]),
@@ -173,3 +181,7 @@ class MergeStage(BatchedStage):
             if ratio is not None:
                 gauge.labels(store, channel).set(ratio)
         m.windows_closed.inc()
+
+
+def _no_spend(store_id: str, channel: str, start_ms: int, end_ms: int) -> Spend | None:
+    return None

@@ -21,9 +21,17 @@ from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, TRAFFIC_STAGES, WindowAggregate
 from streams.merge.buyers import BuyerCounts
 
-__all__ = ["MergePartition", "window_record"]
+__all__ = ["MergePartition", "Spend", "window_record"]
 
 CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A window's share of the campaign spend (the calendar, alerts/campaign.py)."""
+
+    amount: Decimal
+    currency: str
 
 
 @dataclass
@@ -100,10 +108,14 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 
 def window_record(
-    key: WindowKey, window_ms: int, agg: WindowAggregate, buyers: BuyerCounts | None = None
+    key: WindowKey,
+    window_ms: int,
+    agg: WindowAggregate,
+    buyers: BuyerCounts | None = None,
+    spend: Spend | None = None,
 ) -> dict[str, Any]:
     """The `salewatch.windows` record of one final window (docs/contract.md §3-4); an open
-    window's buyers are not decided yet (None)."""
+    window's buyers are not decided yet (None); `spend` None: no campaign spend known."""
     store_id, channel, start = key
     counts = agg.counts
     users = {stage: agg.unique_users(stage) for stage in STAGES}
@@ -147,9 +159,25 @@ def window_record(
         "visit_depth": _ratio(page_views, visitors),
         "by_source": _traffic(agg.by_source),
         "by_category": _traffic(agg.by_category),
+        **_returns(agg, spend),
         "new_buyers": None if buyers is None else buyers.new,
         "returning_buyers": None if buyers is None else buyers.returning,
         "repurchase_rate": None if buyers is None else buyers.repurchase_rate,
+    }
+
+
+def _returns(agg: WindowAggregate, spend: Spend | None) -> dict[str, Any]:
+    """Spend, ROI (GMV in the spend's currency / spend) and cost per paid order (in it)."""
+    if spend is None:
+        return {"spend": None, "roi": None, "cost_per_paid_order": None}
+    gmv = agg.gmv.get(spend.currency, Decimal(0))
+    paid = agg.paid_orders_by_currency.get(spend.currency, 0)
+    return {
+        "spend": {spend.currency: str(spend.amount.quantize(CENT, ROUND_HALF_EVEN))},
+        "roi": float(gmv / spend.amount) if spend.amount else None,
+        "cost_per_paid_order": (
+            str((spend.amount / paid).quantize(CENT, ROUND_HALF_EVEN)) if paid else None
+        ),
     }
 
 

@@ -66,7 +66,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     merge.register()
     inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners
     inventory.register()
-    AlertStage(app, settings, topics, metrics, merge, inventory).register()
+    alert_stage = AlertStage(app, settings, topics, metrics, merge, inventory)
+    alert_stage.register()
+    merge.spend_of = alert_stage.calendar.spend  # windows carry their campaign spend and ROI
     web.register(app, metrics, status)
     windows_api.register(app, funnel, merge)
     inventory_api.register(app, inventory)

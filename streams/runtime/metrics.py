@@ -222,6 +222,13 @@ class Metrics:
             ["store", "category", "stage"],
             registry=r,
         )
+        self.campaign_spend = Counter(
+            "salewatch_campaign_spend",
+            "Campaign spend of final windows (the calendar's per-phase spend per channel, "
+            "spread over the phase), in currency units: ROI = GMV / spend",
+            ["store", "channel", "currency"],
+            registry=r,
+        )
         self.buyers = Counter(
             "salewatch_buyers",
             "Paying users of final windows, new (first purchase at the store within the "

@@ -158,3 +158,18 @@ def test_worker_refuses_to_start_with_a_bad_calendar(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "SALEWATCH_CAMPAIGN_FILE" in result.stderr and "start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_spend_is_spread_over_its_phase_per_channel_and_overlaps_add(tmp_path: Path) -> None:
+    c = calendar(tmp_path, {"spend_currency": "CNY", "phases": [
+        phase("campaign", 0, 100, spend={"app": 10_000, "live": 5_000}),
+        phase("flash", 10, 20, stores=["flag*"], spend={"app": 600}),
+    ]})  # fmt: skip
+    one = c.spend("s1", "app", T0, T0 + MIN)
+    assert one is not None and (one.amount, one.currency) == (100, "CNY")
+    flash = c.spend("flagship", "app", T0 + 10 * MIN, T0 + 11 * MIN)
+    assert flash is not None and flash.amount == 160
+    half = c.spend("s1", "live", T0 + 99 * MIN + MIN // 2, T0 + 100 * MIN + MIN // 2)
+    assert half is not None and half.amount == 25
+    assert c.spend("s1", "web", T0, T0 + MIN) is None  # no spend on the channel
+    assert c.spend("s1", "app", T0 + 100 * MIN, T0 + 101 * MIN) is None  # after the campaign

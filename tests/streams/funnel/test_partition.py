@@ -8,7 +8,7 @@ from typing import Any
 from streams.funnel.aggregates import WindowAggregate
 from streams.funnel.partition import FunnelPartition, Outcome
 from streams.merge.buyers import BuyerCounts
-from streams.merge.partition import MergePartition, window_record
+from streams.merge.partition import MergePartition, Spend, window_record
 
 W = 60_000
 
@@ -218,4 +218,9 @@ def test_window_record_operations_kpis() -> None:
     )  # fmt: skip
     assert (record["new_buyers"], record["returning_buyers"], record["repurchase_rate"]) == (
         1, 1, 0.5,
+    )  # fmt: skip
+    assert (record["spend"], record["roi"], record["cost_per_paid_order"]) == (None, None, None)
+    priced = window_record(("s1", "app", 0), W, agg, spend=Spend(Decimal("5"), "CNY"))
+    assert (priced["spend"], priced["roi"], priced["cost_per_paid_order"]) == (
+        {"CNY": "5.00"}, 4.0, "2.50",
     )  # fmt: skip
