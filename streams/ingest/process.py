@@ -29,6 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from streams.contract.errors import SalewatchError
 from streams.eventtime import InputProgress
 from streams.ingest.ingestor import IngestCounts, Ingestor, IngestResult, encode_chunks
+from streams.runtime import repeated_logs
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS
 
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 REPORT_BUSY_S = 0.2  # input progress reports while reading
 REPORT_IDLE_S = 1.0  # and while nothing comes in
+# a small request to the broker this often: the worker's /health says whether it answers
+PROBE_EVERY_S = 2.0
+PROBE_TIMEOUT_S = 5.0
 COMMIT_EVERY_S = 1.0  # commits wait for every send to be acknowledged: not after every batch
 ANSWER_TIMEOUT_S = 10.0
 # aiokafka retries retriable errors itself (an idempotent producer without end); a send still
@@ -62,8 +66,8 @@ class DeliveryFailed(SalewatchError):
 class WorkerLink:
     """This process's end of the pipe to the worker. Messages are (kind, payload) tuples:
     ("counts", IngestCounts), ("lag", {topic: messages}), ("failed", {topic: failed sends}),
-    ("committed", None), ("ask", [input partition names]) answered by {name: largest ts
-    heard}."""
+    ("committed", None), ("kafka", whether the broker answered the probe), ("ask", [input
+    partition names]) answered by {name: largest ts heard}."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -79,6 +83,9 @@ class WorkerLink:
 
     def send_committed(self) -> None:
         self._connection.send(("committed", None))
+
+    def send_kafka_reachable(self, reachable: bool) -> None:
+        self._connection.send(("kafka", reachable))
 
     def ask_stream_time(self, names: list[str]) -> dict[str, int]:
         """Blocks this process's loop briefly: only after a rebalance hands partitions over."""
@@ -213,6 +220,8 @@ class IngestLoop:
         await self._output.start()
         await self._consumer.start()
         log.info("ingest: reading %s", ", ".join(self._ingestor.topic_names))
+        # beside the loop, which may wait up to DELIVERY_TIMEOUT_S for acknowledgements
+        probe = asyncio.create_task(self._probe_forever())
         try:
             while not self._link.closed_by_worker():
                 try:
@@ -220,6 +229,7 @@ class IngestLoop:
                 except DeliveryFailed as failure:
                     await self._recover(failure)
         finally:
+            probe.cancel()
             await self._consumer.stop()
             await self._output.stop()
 
@@ -246,6 +256,23 @@ class IngestLoop:
         if now - self._last_commit >= COMMIT_EVERY_S:
             await self._commit()
             self._last_commit = now
+
+    async def _probe_forever(self) -> None:
+        while True:
+            self._link.send_kafka_reachable(await self._broker_answers())
+            await asyncio.sleep(PROBE_EVERY_S)
+
+    async def _broker_answers(self) -> bool:
+        """One ListOffsets request (or metadata before any assignment), bounded in time."""
+        assignment = self._consumer.assignment()
+        request = (
+            self._consumer.end_offsets([min(assignment)]) if assignment else self._consumer.topics()
+        )
+        try:
+            await asyncio.wait_for(request, PROBE_TIMEOUT_S)
+        except (KafkaError, TimeoutError):
+            return False
+        return True
 
     async def _commit(self) -> None:
         """Commit what was read, once everything sent since the last commit is acknowledged."""
@@ -297,6 +324,7 @@ class IngestLoop:
 def main(settings: Settings, connection: Connection, log_level: int) -> None:
     """Entry point of the process (multiprocessing target)."""
     logging.basicConfig(level=log_level, format="[%(asctime)s] [%(process)d] %(message)s")
+    repeated_logs.install()
     link = WorkerLink(connection)
 
     async def until_stopped() -> None:

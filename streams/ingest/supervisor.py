@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -56,6 +57,7 @@ class IngestServer:
             pass  # the process ended; the supervisor notices and restarts it
 
     def _dispatch(self, connection: Connection, kind: str, payload: Any) -> None:
+        self._status.ingest_heard = time.monotonic()
         if kind == "counts":
             counts: IngestCounts = payload
             counts.apply(self._metrics)
@@ -68,6 +70,10 @@ class IngestServer:
             self._status.ingest_failing = True
         elif kind == "committed":
             self._status.ingest_failing = False
+        elif kind == "kafka":
+            if payload != self._status.kafka_reachable:
+                log.warning("ingest: Kafka %s", "answers again" if payload else "does not answer")
+            self._status.kafka_reachable = payload
         elif kind == "ask":
             known = {name: self._input_stream_time(name) for name in payload}
             connection.send({name: ts for name, ts in known.items() if ts is not None})
@@ -94,6 +100,7 @@ async def supervise(
         theirs.close()
         loop.add_reader(ours.fileno(), server.handle, ours)
         status.ingest_running = True
+        status.ingest_heard = None  # healthy once it reports
         try:
             while process.is_alive():
                 await asyncio.sleep(0.2)

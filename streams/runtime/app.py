@@ -16,7 +16,7 @@ from streams.inventory import api as inventory_api
 from streams.inventory.agent import InventoryStage
 from streams.merge import api as windows_api
 from streams.merge.agent import MergeStage
-from streams.runtime import web
+from streams.runtime import repeated_logs, web
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS, Topics
@@ -73,6 +73,11 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     windows_api.register(app, funnel, merge)
     inventory_api.register(app, inventory)
     http_ingest.register(app, settings, topics, metrics)
+
+    @app.task
+    async def log_repeats_once() -> None:  # Faust has set up its log handlers by now
+        repeated_logs.install()
+
     return app
 
 

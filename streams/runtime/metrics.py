@@ -140,6 +140,14 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.health_check = Gauge(
+            "salewatch_health_check",
+            "1 while a health check passes, 0 while it fails (the reasons of /health: "
+            "ingest_running, ingest_delivering, ingest_reporting, kafka_reachable, "
+            "agents_running)",
+            ["check"],
+            registry=r,
+        )
         self.produce_errors = Counter(
             "salewatch_produce_errors",
             "Stage-1 sends Kafka refused or did not acknowledge, by output topic (the input "

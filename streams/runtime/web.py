@@ -1,7 +1,15 @@
-"""The worker's HTTP endpoints: /metrics for Prometheus and /health for orchestrators."""
+"""The worker's HTTP endpoints: /metrics for Prometheus and /health for orchestrators.
+
+/health answers 503, naming every failing check, when stage 1 is not running, when its
+sends to Kafka fail, when it has not reported since it started (connecting, joining its
+consumer group) or for INGEST_SILENT_S (stuck), when the broker
+does not answer its probe, or when a Faust agent (stages 2 and 3, inventory, alerts)
+crashed. `salewatch_health_check{check}` shows the same checks to Prometheus.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import faust
@@ -10,32 +18,63 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.runtime.metrics import Metrics
 
-__all__ = ["WorkerStatus", "register"]
+__all__ = ["INGEST_SILENT_S", "WorkerStatus", "register"]
+
+# stage 1 reports at least every second; this long without a word means it is stuck
+INGEST_SILENT_S = 15.0
+CHECK_EVERY_S = 1.0
 
 
 @dataclass
 class WorkerStatus:
-    """What /health reports; the parts of the worker set their own flags."""
+    """What /health reports; the parts of the worker set their own fields."""
 
     ingest_running: bool = False
     ingest_failing: bool = False  # stage 1's last sends failed; not committed since
-    ingest_pid: int | None = None  # stage 1's process while it runs (its CPU and memory)
+    kafka_reachable: bool = True  # stage 1's last probe of the broker was answered
+    ingest_heard: float | None = None  # its last message; None: none since it started
 
-    @property
-    def healthy(self) -> bool:
-        return self.ingest_running and not self.ingest_failing
+    def checks(self, crashed_agents: list[str]) -> dict[str, bool]:
+        return {
+            "ingest_running": self.ingest_running,
+            "ingest_delivering": not self.ingest_failing,
+            "ingest_reporting": self.ingest_heard is not None
+            and time.monotonic() - self.ingest_heard < INGEST_SILENT_S,
+            "kafka_reachable": self.kafka_reachable,
+            "agents_running": not crashed_agents,
+        }
+
+
+def crashed_agents(app: faust.App) -> list[str]:
+    return sorted(name for name, agent in app.agents.items() if agent.crashed)
 
 
 def register(app: faust.App, metrics: Metrics, status: WorkerStatus) -> None:
+    def evaluate() -> tuple[dict[str, bool], list[str]]:
+        crashed = crashed_agents(app)
+        checks = status.checks(crashed)
+        for check, passed in checks.items():
+            metrics.health_check.labels(check).set(1 if passed else 0)
+        return checks, crashed
+
+    @app.timer(CHECK_EVERY_S, name="health-checks")
+    async def update_health_metric() -> None:
+        evaluate()
+
     @app.page("/metrics")
     async def prometheus_metrics(web: View, request: Request) -> Response:
         return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
+        checks, crashed = evaluate()
+        failing = sorted(check for check, passed in checks.items() if not passed)
         body = {
-            "status": "ok" if status.healthy else "unhealthy",
+            "status": "unhealthy" if failing else "ok",
+            "failing": failing,
             "ingest": status.ingest_running,
             "ingest_failing": status.ingest_failing,
+            "kafka_reachable": status.kafka_reachable,
+            "crashed_agents": crashed,
         }
-        return web.json(body, status=200 if status.healthy else 503)
+        return web.json(body, status=503 if failing else 200)

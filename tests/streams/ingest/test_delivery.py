@@ -75,13 +75,13 @@ def test_the_worker_counts_failed_sends_and_is_unhealthy_until_the_next_commit()
     metrics, status = Metrics(), WorkerStatus(ingest_running=True)
     server = IngestServer(metrics, status, lambda name: None)
     server._dispatch(None, "failed", {"sw.deadletter": 3})  # type: ignore[arg-type]
-    assert not status.healthy
+    assert not status.checks(crashed_agents=[])["ingest_delivering"]
     value = metrics.registry.get_sample_value(
         "salewatch_produce_errors_total", {"topic": "sw.deadletter"}
     )
     assert value == 3
     server._dispatch(None, "committed", None)  # type: ignore[arg-type]
-    assert status.healthy
+    assert all(status.checks(crashed_agents=[]).values())  # the commit was its report too
 
 
 async def test_after_the_last_pause_stage_1_gives_up_loudly() -> None:
