@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from simulator.config import IncidentKind, ScenarioConfig
 from simulator.incidents import IncidentPlan, ResolvedIncident
-from simulator.inventory import StockOut
+from simulator.inventory import RunningLow, StockOut
 from simulator.truth import ExpectedAlert, GroundTruth, WindowTruth
 
 __all__ = ["derive_alerts"]
@@ -42,20 +42,23 @@ def _clicks(w: WindowTruth) -> tuple[int, int | None]:
 def derive_alerts(
     config: ScenarioConfig, plan: IncidentPlan, stockouts: list[StockOut], truth: GroundTruth
 ) -> tuple[list[ExpectedAlert], list[ExpectedAlert]]:
-    """(expected, allowed): every incident's alert, and side effects a detector may report."""
+    """(expected, allowed): every incident's alert, and side effects a detector may report.
+    `stockouts` holds the stock incidents' conditions: out of stock, and running low."""
     expected: list[ExpectedAlert] = []
     allowed: list[ExpectedAlert] = []
     for stockout in stockouts:
         labels = {"store_id": stockout.store_id, "sku": stockout.sku}
         kind = stockout.incident.kind.value
+        alertname = "LowStockSoon" if isinstance(stockout, RunningLow) else "StockOut"
         expected.append(
-            ExpectedAlert("StockOut", labels, stockout.starts_at_ms, stockout.ends_at_ms, kind)
+            ExpectedAlert(alertname, labels, stockout.starts_at_ms, stockout.ends_at_ms, kind)
         )
-        allowed.append(
-            ExpectedAlert("LowStockSoon", labels, config.start_ms, stockout.starts_at_ms, kind)
-        )
+        if alertname == "StockOut":
+            allowed.append(
+                ExpectedAlert("LowStockSoon", labels, config.start_ms, stockout.starts_at_ms, kind)
+            )
     for incident in plan.incidents:
-        if incident.kind is IncidentKind.SELLOUT:
+        if incident.kind in (IncidentKind.SELLOUT, IncidentKind.SELLDOWN):
             continue
         for alertname, labels, measure in _alerts_of(incident):
             evidence = _evidence(config, truth, plan, incident, labels, measure)

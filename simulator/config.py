@@ -33,6 +33,7 @@ class IncidentKind(enum.StrEnum):
     """Faults that can be injected; each maps to the alert it must raise."""
 
     SELLOUT = "sellout"  # a hot SKU of a store sells out while orders keep coming
+    SELLDOWN = "selldown"  # a hot SKU of a store sells down to a few minutes of stock left
     PAYMENT_OUTAGE = "payment_outage"  # one store x channel: most payment attempts fail
     BROKEN_CHECKOUT = "broken_checkout"  # one store (all or one channel): cart -> order collapses
     BROKEN_PAY = "broken_pay"  # like broken_checkout at the pay step: no payment is attempted
@@ -53,6 +54,7 @@ class KeyMode(enum.StrEnum):
 # strength of each incident kind when `Incident.factor` is None
 _DEFAULT_FACTOR = {
     IncidentKind.SELLOUT: 10.0,  # extra impressions/s on the hot SKU during the incident
+    IncidentKind.SELLDOWN: 10.0,  # minutes of stock left at the incident's end, at its rate
     IncidentKind.PAYMENT_OUTAGE: 0.85,  # probability that a payment attempt fails
     IncidentKind.BROKEN_CHECKOUT: 0.05,  # multiplier of the cart -> order probability
     IncidentKind.BROKEN_PAY: 0.05,  # multiplier of the probability of a payment attempt
@@ -68,8 +70,8 @@ class Incident:
 
     `end_s=None` lasts to the end of the scenario. `store` is a store index (0 = flagship).
     `channel`: payment_outage and traffic_stop default to the first channel; broken_checkout
-    hits every channel of the store unless one is named. `sku`: sellout defaults to the
-    store's hottest SKU not taken by another sellout. `factor`: see `default_factor`.
+    hits every channel of the store unless one is named. `sku`: sellout and selldown default
+    to the store's hottest SKU not taken by another of them. `factor`: see `default_factor`.
     """
 
     kind: IncidentKind | str  # an IncidentKind once constructed
@@ -218,6 +220,10 @@ class ScenarioConfig:
     window_ms: int = 60_000
     grace_ms: int = 30_000
     dedup_horizon_ms: int = 15 * 60_000
+    # running low, as the worker judges it (SALEWATCH_LOW_STOCK_MINUTES,
+    # SALEWATCH_VELOCITY_HALF_LIFE_MS): the selldown incident's expected LowStockSoon
+    low_stock_minutes: float = 30.0
+    velocity_half_life_ms: int = 5 * 60_000
     # buyers: a paid order is a first purchase when the user paid at the store no more
     # recently than this (SALEWATCH_BUYER_LOOKBACK_MS); `first_purchase_flag_rate` of the
     # orders carry the store's own `first_purchase` flag (users whose number ends in 0 or 5

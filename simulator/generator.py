@@ -56,7 +56,7 @@ def _generate(config: ScenarioConfig, progress: Progress | None) -> Scenario:
     behaviour = stream("behaviour")
     sink = EventSink(config, behaviour)
     ledger = StockLedger(config.skus_per_store)
-    for incident in plan.sellouts:
+    for incident in (*plan.sellouts, *plan.selldowns):
         assert incident.sku_rank is not None
         ledger.protect(incident.store, incident.sku_rank, incident.end_ms)
     shoppers = Shoppers(config, catalog, plan, sink, ledger, behaviour)
@@ -79,7 +79,7 @@ def _generate(config: ScenarioConfig, progress: Progress | None) -> Scenario:
     truth = account(scheduled, config)
     truth.inventory = outcome.final
     truth.expected_alerts, truth.allowed_alerts = derive_alerts(
-        config, plan, outcome.stockouts, truth
+        config, plan, [*outcome.stockouts, *outcome.running_low], truth
     )
     truth.incidents = [incident.to_dict() for incident in plan.incidents]
     truth.notes = list(outcome.notes)

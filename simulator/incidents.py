@@ -21,7 +21,7 @@ class ResolvedIncident:
     store: int
     store_id: str
     channels: tuple[str, ...]  # affected channels (empty for store-wide kinds)
-    sku_rank: int | None  # sellout only
+    sku_rank: int | None  # sellout and selldown only
     sku: str | None
     start_ms: int
     end_ms: int  # exclusive; the scenario end when the incident lasts to the end
@@ -77,6 +77,10 @@ class IncidentPlan:
     @property
     def sellouts(self) -> list[ResolvedIncident]:
         return [i for i in self.incidents if i.kind is IncidentKind.SELLOUT]
+
+    @property
+    def selldowns(self) -> list[ResolvedIncident]:
+        return [i for i in self.incidents if i.kind is IncidentKind.SELLDOWN]
 
     def traffic_stops(self, store: int, channel: int) -> _Intervals:
         """Intervals in which the store x channel sends nothing (or a fraction: factor)."""
@@ -140,16 +144,16 @@ def _resolve(
         channels = (incident.channel or config.channels[0],)
     elif kind in (IncidentKind.BROKEN_CHECKOUT, IncidentKind.BROKEN_PAY):
         channels = (incident.channel,) if incident.channel else config.channels
-    elif kind is IncidentKind.SELLOUT:
+    elif kind in (IncidentKind.SELLOUT, IncidentKind.SELLDOWN):
         used = taken.setdefault(incident.store, set())
         if incident.sku is not None:
             if incident.sku not in store.sku_ids:
-                raise SimulatorError(f"sellout: store {store.store_id} has no SKU {incident.sku}")
+                raise SimulatorError(f"{kind}: store {store.store_id} has no SKU {incident.sku}")
             sku_rank = store.rank_of(incident.sku)
         else:
             sku_rank = next(rank for rank in range(len(store.sku_ids)) if rank not in used)
         if sku_rank in used:
-            raise SimulatorError(f"two sellouts of one SKU in {store.store_id}")
+            raise SimulatorError(f"two stock incidents on one SKU in {store.store_id}")
         used.add(sku_rank)
     return ResolvedIncident(
         kind=kind,

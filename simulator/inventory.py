@@ -4,7 +4,10 @@ Every pair gets a `stock_snapshot` at the start. Its value is sized from the pai
 demand (holds, releases, returns, restocks, adjustments): enough that stock never runs low
 unless an incident says so. A `sellout` pair starts with exactly the units held up to the
 first order at or after the incident's start, so it hits 0 there while orders keep coming,
-and is restocked when the incident ends. Periodic snapshots carry the true stock at their
+and is restocked when the incident ends. A `selldown` pair starts with what it sells until
+the incident ends plus `factor` minutes of stock at its sales rate then (the worker's
+velocity: an exponentially weighted rate of held units), so it runs low without running
+out, and is restocked likewise. Periodic snapshots carry the true stock at their
 ts (every change with ts <= the snapshot's), for pairs whose stock moved since the last
 one; none is sent while a pair is oversold (a snapshot cannot be negative).
 """
@@ -24,7 +27,7 @@ from simulator.sink import EventSink
 from simulator.topics import INVENTORY
 from simulator.traffic import poisson
 
-__all__ = ["InventoryOutcome", "InventoryPlanner", "StockOut"]
+__all__ = ["InventoryOutcome", "InventoryPlanner", "RunningLow", "StockOut"]
 
 _VELOCITY_WINDOW_MS = 60_000
 _COVER_MINUTES = 120  # stock always covers this long at the pair's peak one-minute sales
@@ -43,11 +46,18 @@ class StockOut:
     incident: ResolvedIncident
 
 
+@dataclass(frozen=True)
+class RunningLow(StockOut):
+    """A selldown incident's running-low spell: from the order after which its stock lasts
+    at most `low_stock_minutes` at its sales rate, until the restock that ends it."""
+
+
 @dataclass
 class InventoryOutcome:
     final: dict[tuple[str, str], int] = field(default_factory=dict)
     initial: dict[tuple[str, str], int] = field(default_factory=dict)
     stockouts: list[StockOut] = field(default_factory=list)
+    running_low: list[RunningLow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -91,6 +101,8 @@ class InventoryPlanner:
         initial: dict[int, int] = {}
         for incident in self._plan.sellouts:
             self._sellout(incident, initial, outcome)
+        for incident in self._plan.selldowns:
+            self._selldown(incident, initial, outcome)
         config = self._config
         ledger = self._ledger
         rng = self._rng
@@ -172,19 +184,85 @@ class InventoryPlanner:
             return
         held = -sum(delta for ts, delta, _kind in changes if ts <= crossing)
         initial[pair] = held  # 0 left after the crossing order
-        ends_at: int | None = None
-        if not incident.open_ended:
-            restock_ts = self._sink.place(incident.end_ms)
-            if restock_ts < self._config.end_ms:
-                before = held + sum(delta for ts, delta, _kind in changes if ts <= restock_ts)
-                after = [delta for ts, delta, _kind in changes if ts > restock_ts]
-                qty = -before + _sized_after(after, changes) + _MIN_SAFETY
-                ledger.add(store, rank, restock_ts, qty, RESTOCK)
-                self._event("restock", restock_ts, store, rank, qty=qty)
-                ends_at = restock_ts
+        ends_at = self._restock_at_end(incident, held, changes)
         outcome.stockouts.append(
             StockOut(incident.store_id, incident.sku, crossing, ends_at, incident)
         )
+
+    def _selldown(
+        self, incident: ResolvedIncident, initial: dict[int, int], outcome: InventoryOutcome
+    ) -> None:
+        assert incident.sku_rank is not None and incident.sku is not None
+        config = self._config
+        pair = self._ledger.pair(incident.store, incident.sku_rank)
+        # until the incident ends the pair only goes down (the ledger protects it)
+        changes = self._ledger.sorted_changes(pair)
+        velocity = _Velocity(config.velocity_half_life_ms)
+        moved = lowest = 0  # stock moved since the opening, and its lowest point
+        holds = []  # (ts, stock moved, units per minute) after each hold of the incident
+        for ts, delta, kind in changes:
+            if ts >= incident.end_ms:
+                break
+            moved += delta
+            lowest = min(lowest, moved)
+            if kind == HOLD:
+                velocity.add(ts, -delta)
+                if ts >= incident.start_ms:
+                    holds.append((ts, moved, velocity.per_minute(ts)))
+        left = max(1, math.floor(incident.factor * velocity.per_minute(incident.end_ms)))
+        base = max(left - moved, 1 - lowest)  # never out before the end
+        initial[pair] = base
+        low_from = next(
+            (ts for ts, at, rate in holds if base + at <= config.low_stock_minutes * rate), None
+        )
+        if low_from is None:
+            outcome.notes.append(
+                f"selldown of {incident.store_id}/{incident.sku}: its stock never runs low "
+                f"({left} units left, {incident.factor} minutes at its rate)"
+            )
+            return
+        ends_at = self._restock_at_end(incident, base, changes)
+        outcome.running_low.append(
+            RunningLow(incident.store_id, incident.sku, low_from, ends_at, incident)
+        )
+
+    def _restock_at_end(
+        self, incident: ResolvedIncident, base: int, changes: list[tuple[int, int, int]]
+    ) -> int | None:
+        """A stock incident that ends before the scenario does ends with a restock that
+        covers the rest of the scenario; returns its ts (None: no restock)."""
+        if incident.open_ended:
+            return None
+        assert incident.sku_rank is not None
+        restock_ts = self._sink.place(incident.end_ms)
+        if restock_ts >= self._config.end_ms:
+            return None
+        before = base + sum(delta for ts, delta, _kind in changes if ts <= restock_ts)
+        after = [delta for ts, delta, _kind in changes if ts > restock_ts]
+        qty = -before + _sized_after(after, changes) + _MIN_SAFETY
+        self._ledger.add(incident.store, incident.sku_rank, restock_ts, qty, RESTOCK)
+        self._event("restock", restock_ts, incident.store, incident.sku_rank, qty=qty)
+        return restock_ts
+
+
+class _Velocity:
+    """Units held per minute as the worker reckons it (streams/inventory/stock.py): an
+    exponentially weighted sum of holds in event time over its time constant."""
+
+    def __init__(self, half_life_ms: int) -> None:
+        self._tau_ms = half_life_ms / math.log(2)
+        self._sum = 0.0
+        self._ts = 0
+
+    def add(self, ts: int, units: int) -> None:  # holds in ts order
+        self._sum = self._decayed(ts) + units
+        self._ts = ts
+
+    def per_minute(self, now_ms: int) -> float:
+        return self._decayed(now_ms) * 60_000 / self._tau_ms
+
+    def _decayed(self, now_ms: int) -> float:
+        return self._sum * math.exp(-max(0, now_ms - self._ts) / self._tau_ms)
 
 
 def _peak_per_minute(changes: list[tuple[int, int, int]]) -> int:

@@ -1,21 +1,17 @@
 """Every panel of both dashboards shows data from a real worker, and the war room's sale
 totals equal the simulator's ground truth.
 
-A worker reads a small simulated sale (duplicates, late events, a sell-out, one bad
-message); the dev stack's Prometheus scrapes it. Then every panel's queries run against
-Prometheus as Grafana would send them: the dashboard variables substituted (this run's
-stores, the `sale_seconds` variable resolved by its own query) and Grafana's macros
-expanded. Queries are narrowed to this run's scrape target (`run` label) so other workers
-on the shared stack do not count.
+A worker reads a small simulated sale (duplicates, late events, a sell-out, a SKU selling
+down to a few minutes of stock, one bad message); the dev stack's Prometheus scrapes it.
+Then every panel's queries run against Prometheus as Grafana would send them
+(grafana/queries.py): the dashboard variables substituted (this run's stores, the
+`sale_seconds` variable resolved by its own query) and Grafana's macros expanded. Queries
+are narrowed to this run's scrape target (`run` label) so other workers on the shared
+stack do not count.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,64 +20,18 @@ from typing import Any
 import pytest
 
 from grafana.dashboards import build_dashboards
+from grafana.queries import PanelQueries
 from simulator import Incident, KeyMode, ScenarioConfig, generate, produce
 from streams.funnel.aggregates import STAGES
 from tests.support.alerts import unique_stores, wait_for, write_campaign
 from tests.support.kafka import consume
 from tests.support.kafka import produce as produce_raw
-from tests.support.stack import Stack
 from tests.support.worker import WorkerFactory
 
 pytestmark = pytest.mark.integration
 
 Json = dict[str, Any]
 WINDOW_MS, GRACE_MS = 10_000, 3_000
-# Open: the simulated sale never has a SKU running low (salewatch_low_stock_skus is never
-# set: its sell-outs go straight to out at replay speed), so this panel shows nothing here;
-# its query still runs. A scenario with a SKU selling down slowly would close this.
-NO_LOW_STOCK = "salewatch-warroom: Running low (minutes to stock-out)"
-MACROS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h", "topn": "10"}
-
-
-def prometheus(stack: Stack, query: str) -> list[Json]:
-    url = f"{stack.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body: Json = json.loads(response.read())
-    except urllib.error.HTTPError as error:  # a bad query: say which
-        body = json.loads(error.read())
-    assert body["status"] == "success", (query, body)
-    result: list[Json] = body["data"]["result"]
-    return result
-
-
-class Grafana:
-    """Substitutes variables and macros the way Grafana does before querying Prometheus."""
-
-    def __init__(self, stack: Stack, run_id: str, store_prefix: str) -> None:
-        self.stack = stack
-        self.run = f'job="salewatch", run="{run_id}"'
-        self.values = {**MACROS, "store": f"{store_prefix}.*", "channel": ".*"}
-        self.values["instance"] = ".*"
-
-    def expand(self, expr: str) -> str:
-        narrowed = expr.replace('job="salewatch"', self.run)
-
-        def value(match: re.Match[str]) -> str:
-            return self.values[match.group(1) or match.group(2)]
-
-        return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, narrowed)
-
-    def resolve(self, board: Json) -> None:
-        """Query variables that feed panels a number (query_result + regex)."""
-        for variable in board["templating"]["list"]:
-            found = re.fullmatch(r"query_result\((.+)\)", str(variable.get("query", "")))
-            if found:
-                (sample,) = prometheus(self.stack, self.expand(found.group(1)))
-                self.values[variable["name"]] = str(int(float(sample["value"][1])))
-
-    def query(self, expr: str) -> list[Json]:
-        return prometheus(self.stack, self.expand(expr))
 
 
 def panel(board: Json, title: str) -> Json:
@@ -108,8 +58,8 @@ def test_every_panel_has_data_and_the_totals_are_the_truth(
         late_rate=0.01,
         snapshot_interval_s=30,
         flash_sales=(),
-        # one SKU sold out early, another selling out as the data ends (running low)
-        incidents=(Incident("sellout", 20, None), Incident("sellout", 105, None, store=1)),
+        # one SKU sold out early, another selling down slowly: running low at the end
+        incidents=(Incident("sellout", 20, None), Incident("selldown", 30, None, store=1)),
     )
     scenario = generate(config)
     prefix = f"p{workers.run_id}-"
@@ -135,31 +85,39 @@ def test_every_panel_has_data_and_the_totals_are_the_truth(
     produce(scenario, bootstrap, topic_prefix=workers.topic_prefix, speed=20)
     consume(bootstrap, workers.output_topic("windows"), len(truth.windows), timeout_s=120)
 
-    grafana = Grafana(workers.stack, workers.run_id, prefix)
+    grafana = PanelQueries(workers.stack.prometheus_url, run=workers.run_id, store=f"{prefix}.*")
     boards = build_dashboards()
     warroom = boards["salewatch-warroom.json"]
     paid = sum(w.paid_orders for w in truth.windows.values())
 
     def scraped() -> bool | None:  # the windows' last counts reached Prometheus
         grafana.resolve(warroom)
-        shown = grafana.query(
+        shown = grafana.instant(
             panel(warroom, "Paid orders of the sale so far")["targets"][0]["expr"]
         )
         return True if shown and value_of(shown) == paid else None
 
     wait_for(scraped, timeout_s=30, interval_s=1)
 
-    gmv = grafana.query(panel(warroom, "GMV of the sale so far")["targets"][0]["expr"])
+    gmv = grafana.instant(panel(warroom, "GMV of the sale so far")["targets"][0]["expr"])
     truth_gmv = sum((w.gmv for w in truth.windows.values()), Decimal(0))
     assert [round(Decimal(s["value"][1]), 2) for s in gmv] == [truth_gmv]
     funnel = panel(warroom, "Funnel of the sale so far")
-    shown = {t["legendFormat"]: value_of(grafana.query(t["expr"])) for t in funnel["targets"]}
+    shown = {t["legendFormat"]: value_of(grafana.instant(t["expr"])) for t in funnel["targets"]}
     assert shown == {s: sum(w.counts[s] for w in truth.windows.values()) for s in STAGES}
+
+    (selling_down,) = [a for a in truth.expected_alerts if a.alertname == "LowStockSoon"]
+    running_low = panel(warroom, "Running low (minutes to stock-out)")["targets"][0]["expr"]
+    assert [s["metric"]["sku"] for s in grafana.instant(running_low)] == [
+        selling_down.labels["sku"]
+    ]
 
     empty = []
     for board in boards.values():
         grafana.resolve(board)
         for item in board["panels"]:
-            if item["type"] != "row" and not any(grafana.query(t["expr"]) for t in item["targets"]):
+            if item["type"] != "row" and not any(
+                grafana.instant(t["expr"]) for t in item["targets"]
+            ):
                 empty.append(f"{board['uid']}: {item['title']}")
-    assert empty == [NO_LOW_STOCK]
+    assert empty == []

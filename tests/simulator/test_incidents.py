@@ -3,6 +3,7 @@ looks like an incident."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from simulator import Incident, Scenario, ScenarioConfig, SimulatorError, generate
 from simulator.clock import window_start_ms
 from simulator.placement import place_incidents
+from streams.runtime.settings import Settings
 from tests.simulator.reference import incident_scenario, stock_changes, ts_ms
 
 
@@ -122,6 +124,37 @@ def test_no_other_sku_runs_out_or_low() -> None:
     for key, points in stock_timelines(scenario).items():
         if key != sellout:
             assert min(available for _ts, available in points) >= 50, key
+
+
+def test_selldown_runs_low_without_running_out_until_its_restock() -> None:
+    config = ScenarioConfig(
+        seed=3, duration_s=300, base_rate=60, stores=1, skus_per_store=50, flash_sales=(),
+        incidents=(Incident("selldown", 60, 240, factor=5),),
+    )  # fmt: skip
+    scenario = generate(config)
+    (alert,) = scenario.truth.expected_alerts
+    source = incident(scenario, "selldown")
+    key = (alert.labels["store_id"], alert.labels["sku"])
+    assert (alert.alertname, key[1], alert.incident) == ("LowStockSoon", source["sku"], "selldown")
+    # the worker's rule, from the events: stock at most low_stock_minutes of sales, where
+    # sales per minute decay exponentially with the velocity half-life
+    settings = Settings.model_fields
+    tau_ms = settings["velocity_half_life_ms"].default / math.log(2)
+    low_minutes = settings["low_stock_minutes"].default
+    holds = [(ts, -delta) for ts, delta in stock_changes(list(scenario.events()))[key] if delta < 0]
+
+    def per_minute(now: int) -> float:
+        units = sum(qty * math.exp(-(now - ts) / tau_ms) for ts, qty in holds if ts <= now)
+        return units * 60_000 / tau_ms
+
+    points = stock_timelines(scenario)[key]
+    assert alert.ends_at_ms is not None and alert.ends_at_ms >= source["end_ms"]
+    spell = [(ts, n) for ts, n in points if source["start_ms"] <= ts < alert.ends_at_ms]
+    assert min(n for ts, n in points if ts < alert.ends_at_ms) > 0  # never out
+    low = [ts for ts, n in spell if n <= low_minutes * per_minute(ts)]
+    assert low[0] == alert.starts_at_ms
+    assert spell[-1][1] <= 5 * per_minute(source["end_ms"]) + 1  # factor: minutes left
+    assert min(n for ts, n in points if ts >= alert.ends_at_ms) > 0  # restocked
 
 
 def test_payment_outage_fails_most_payments_of_its_store_and_channel() -> None:
