@@ -1,7 +1,7 @@
 """End-to-end events/s: first event read to last final window out, against naive Faust.
 
     python -m benchmarks.end_to_end [--events 600000] [--runs 3] [--workers 1 2]
-        [--inputs batched single] [--naive-events 20000] [--paced-rate 40000]
+        [--inputs batched single] [--naive-events 20000] [--paced-rate 40000] [--baseline REV]
 
 A simulated sale (steady traffic, 4 stores, the flagship half of it) is written to Kafka
 before any worker starts ("preloaded": a backlog, what a worker catching up sees) twice:
@@ -18,6 +18,9 @@ from /metrics every 0.25 s). Worker start-up (Faust, the group join) is printed 
 The naive baseline (benchmarks/naive_faust.py: per-message agents, pydantic, a windowed
 table) reads the same kind of inputs in the same run, timed from its first counted event
 to its last (polled every 0.05 s).
+
+With `--baseline REV` the same runs are repeated, in the same order, with workers started
+from that commit's tree (`git archive`): a lift measured before and after in one run.
 
 A live paced run follows (`--paced-rate`, 1 worker, batched): the producer sends the
 scenario at that rate into a running, idle worker; timed from the first event produced to
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -58,6 +62,7 @@ DURATION_S = 600
 TIMEOUT_S = 600.0
 METRICS_POLL_S = 0.25
 BUFFER_FULL = "producer buffer full"
+NAIVE = "naive Faust"
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,15 @@ class StockWatch:
             self._stop.wait(METRICS_POLL_S)
 
 
+def source_tree(rev: str, tmp: Path) -> Path:
+    """The repository's files at `rev`, unpacked under `tmp`."""
+    tree = tmp / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def kafka_pid() -> list[int]:
     pid_file = REPO / ".stack" / "run" / "kafka.pid"
     return [int(pid_file.read_text())] if pid_file.exists() else []
@@ -247,8 +261,11 @@ def buffer_warnings(workers: list[Worker]) -> int:
     return sum(worker.log().count(BUFFER_FULL) for worker in workers)
 
 
-def run_salewatch(stack: Stack, tmp: Path, inputs: Inputs, workers: int) -> Run:
-    factory = WorkerFactory(stack, tmp)
+def run_salewatch(
+    stack: Stack, tmp: Path, inputs: Inputs, workers: int, tree: tuple[str, Path]
+) -> Run:
+    label, repo = tree
+    factory = WorkerFactory(stack, tmp, repo=repo)
     factory.tmp.mkdir(parents=True)
     started: list[Worker] = []
     try:
@@ -267,7 +284,7 @@ def run_salewatch(stack: Stack, tmp: Path, inputs: Inputs, workers: int) -> Run:
         begin = first_timestamp(stack.kafka_bootstrap, [factory.output_topic("events")],
                                 lambda value: value.startswith(b"["))  # fmt: skip
         return Run(
-            inputs.name, "salewatch", workers, inputs.events, end - begin,
+            inputs.name, label, workers, inputs.events, end - begin,
             stock.last_change - begin if stock.applied else None, begin - launched,
             usage.cpu_between(begin, end), usage.peak_mib, buffer_warnings(started),
         )  # fmt: skip
@@ -297,7 +314,7 @@ def run_naive(stack: Stack, tmp: Path, inputs: Inputs) -> Run:
                 time.sleep(0.05)
         usage_cpu = usage.cpu_between(begin, end)
         usage_cpu.pop("stage 1", None)
-        return Run(inputs.name, "naive Faust", 1, inputs.events, max(end - begin, 0.05), None,
+        return Run(inputs.name, NAIVE, 1, inputs.events, max(end - begin, 0.05), None,
                    begin - launched, usage_cpu, usage.peak_mib, 0)  # fmt: skip
     finally:
         factory.stop_all()
@@ -355,7 +372,7 @@ class Table:
             groups.setdefault((run.inputs, run.pipeline, run.workers), []).append(run)
         for (inputs, pipeline, workers), runs in groups.items():
             rates = [run.rate for run in runs]
-            naive = [r.rate for r in self.runs if r.inputs == inputs and r.pipeline != pipeline]
+            naive = [r.rate for r in self.runs if r.inputs == inputs and r.pipeline == NAIVE]
             ratio = f"{statistics.median(rates) / statistics.median(naive):.1f}" if naive else "-"
             stock = [r.stock_seconds for r in runs if r.stock_seconds is not None]
             cpu = " / ".join(_median_or_dash([r.cpu_per_million(role) for r in runs])
@@ -385,6 +402,8 @@ def main() -> None:
                         help="events for the (slow) naive baseline; 0: none")  # fmt: skip
     parser.add_argument("--paced-rate", type=float, default=40_000,
                         help="events/s of the live paced run; 0: none")  # fmt: skip
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run workers from this commit (before, after)")  # fmt: skip
     args = parser.parse_args()
 
     stack = ensure_stack()
@@ -398,6 +417,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
+            trees = [("salewatch", REPO)]
+            if args.baseline:
+                trees.append((f"salewatch@{args.baseline}", source_tree(args.baseline, tmp)))
             for kind in args.inputs:
                 preloaded.append(preload(stack, scenario, kind, args.batch, naive=False))
                 if naive_scenario is not None:
@@ -409,8 +431,9 @@ def main() -> None:
                         table.add(run_naive(stack, tmp / f"{index}-{inputs.prefix}", inputs))
                         continue
                     for workers in args.workers:
-                        path = tmp / f"{index}-{inputs.prefix}{workers}"
-                        table.add(run_salewatch(stack, path, inputs, workers))
+                        for number, tree in enumerate(trees):
+                            path = tmp / f"{index}-{inputs.prefix}{workers}-{number}"
+                            table.add(run_salewatch(stack, path, inputs, workers, tree))
                 if args.paced_rate:
                     table.add(run_paced(stack, tmp / f"{index}-paced", scenario, args.batch,
                                         args.paced_rate))  # fmt: skip

@@ -74,6 +74,7 @@ class WorkerFactory:
     tmp: Path
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     started: list[Worker] = field(default_factory=list)
+    repo: Path = REPO  # the source tree workers run from (a benchmark's baseline: another)
     kafka_options: dict[str, Any] = field(default_factory=dict)  # security, for the cleanup
     targets_dir: Path | None = None  # where Prometheus finds the workers: the stack's by default
 
@@ -114,7 +115,7 @@ class WorkerFactory:
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, "worker", "-l", "info"],
-                cwd=REPO,
+                cwd=self.repo,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
