@@ -283,6 +283,83 @@ def _payment_panels() -> list[Item]:
     ]
 
 
+def _operations_panels() -> list[Item]:
+    """Buyers, visit depth, traffic sources and categories, ROI, complaints."""
+    buyers = per_minute("salewatch_buyers_total", SLICE, "kind")
+    returning = rate_of("salewatch_buyers_total", f'{SLICE}, kind="returning"')
+    paying = rate_of("salewatch_buyers_total", SLICE)
+    gmv = since_sale_start("salewatch_gmv_total", SLICE, "channel, currency")
+    spend = since_sale_start("salewatch_campaign_spend_total", SLICE, "channel, currency")
+    paid = since_sale_start("salewatch_paid_orders_total", SLICE, "channel, currency")
+    paid_rate = rate_of("salewatch_paid_orders_total", SLICE)
+    complaints = rate_of("salewatch_complaints_total", SLICE)
+    returns = rate_of("salewatch_returns_total", SLICE)
+    refunds = rate_of("salewatch_refund_requests_total", SLICE)
+    clicks = f'{STORES}, stage="click"'
+    return [
+        Row("Buyers, traffic and returns on spend"),
+        Panel(
+            "New and returning buyers per minute",
+            (Query(buyers, "{{kind}}"), Query(f"{returning} / {paying}", "repurchase rate")),
+            "Paying users of the final windows: new (no paid order at the store within "
+            "SALEWATCH_BUYER_LOOKBACK_MS, or the store says first purchase) and returning; "
+            "the repurchase rate is returning / paying users (right axis scale: 0-1). A "
+            "promotion for new buyers that brings only returning ones is not working.",
+            width=8,
+        ),
+        panel(
+            "Visit depth (PV / UV), shallowest pairs",
+            f"bottomk($topn, salewatch_visit_depth_ratio{{{SLICE}}})",
+            "{{store}} / {{channel}}",
+            "Impressions and clicks per unique visitor in each pair's latest closed window, the "
+            "$topn shallowest. Falling towards 1 with steady traffic: visitors bounce after one "
+            "page (a landing page or search problem).",
+            width=8,
+        ),
+        panel(
+            "Clicks per minute by traffic source",
+            f"topk($topn, {per_minute('salewatch_traffic_events_total', clicks, 'source')})",
+            "{{source}}",
+            "Clicks by the `source` the stores send (search, recommend, live, ad, ...), the "
+            "$topn largest; events without a source are not in it. One source gone while the "
+            "others hold: that placement or campaign stopped, see " + runbook("TrafficDrop") + ".",
+            width=8,
+        ),
+        panel(
+            "Clicks per minute by category",
+            f"topk($topn, {per_minute('salewatch_category_events_total', clicks, 'category')})",
+            "{{category}}",
+            "Clicks by product category, the $topn largest. A category with clicks but no "
+            "sales shows up as slow-moving stock: " + runbook("SlowMovingStock") + ".",
+            width=8,
+        ),
+        Panel(
+            "ROI and cost per paid order, sale so far",
+            (
+                Query(f"({gmv}) / ({spend})", "ROI {{channel}} ({{currency}})", instant=True),
+                Query(f"({spend}) / ({paid})", "cost per order {{channel}}", instant=True),
+            ),
+            "GMV over campaign spend (the calendar's per-phase spend per channel) since the "
+            "sale started, per channel, and spend per paid order. Channels without spend in "
+            "the calendar are not shown. An ROI under 1: the channel's spend returns less "
+            "than it costs.",
+            kind="table",
+            width=8,
+        ),
+        Panel(
+            "Complaint and after-sales rates",
+            (
+                Query(f"{complaints} / {paid_rate}", "complaints / paid orders"),
+                Query(f"({refunds} + {returns}) / {paid_rate}", "(refunds + returns) / paid"),
+            ),
+            "From the final windows of the selection. Complaints rising after a stock-out: "
+            "oversold orders, see " + runbook("ComplaintSurge") + ".",
+            unit="percentunit",
+            width=8,
+        ),
+    ]
+
+
 def _stock_panels() -> list[Item]:
     out = f"topk($topn, -salewatch_stock_out_top_skus{{{STORES}}})"
     low = f"bottomk($topn, salewatch_low_stock_top_skus{{{STORES}}})"
@@ -322,6 +399,16 @@ def _stock_panels() -> list[Item]:
             "How many SKUs each store has out of stock and running low, for the $topn stores "
             "with the most. A store climbing fast: its restock feed may have stopped.",
             width=8,
+        ),
+        panel(
+            "Slow-moving SKUs per store",
+            f"topk($topn, sum by (store) (salewatch_slow_moving_skus{{{STORES}}}))",
+            "{{store}}",
+            "SKUs with stock on hand that have not sold for SALEWATCH_SLOW_MOVING_MINUTES or "
+            "sell far below the rate that clears them (滞销), the $topn stores with the most; "
+            "the list: GET /api/stock/<store>?status=slow. " + runbook("SlowMovingStock") + ".",
+            width=24,
+            height=6,
         ),
     ]
 
@@ -370,6 +457,7 @@ def warroom() -> builder.Dashboard:
         *_sale_panels(),
         *_funnel_panels(),
         *_payment_panels(),
+        *_operations_panels(),
         *_stock_panels(),
         *_alert_panels(),
     ]

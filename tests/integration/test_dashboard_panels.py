@@ -70,13 +70,17 @@ def test_every_panel_has_data_and_the_totals_are_the_truth(
     campaign = write_campaign(
         tmp_path / "campaign.yml",
         [{"name": "test-sale", "start": (now - timedelta(hours=1)).isoformat(),
-          "end": (now + timedelta(hours=1)).isoformat()}],
+          "end": (now + timedelta(hours=1)).isoformat()},
+         # the ROI panel's spend, over the scenario's event time (windows are priced by it)
+         {"name": "spend", "start": _iso(config.start_ms), "end": _iso(config.end_ms),
+          "spend": {"app": 5000, "web": 1000}}],
     )  # fmt: skip
     workers.start(
         window_ms=WINDOW_MS,
         grace_ms=GRACE_MS,
         idle_ms=2_000,
         campaign_file=campaign,
+        slow_moving_minutes=0.5,  # unsold SKUs of the 2-minute sale turn slow-moving
         alertmanager_url=workers.stack.alertmanager_url,
     )
     # sent to a running worker at 20x event time (6 s), so the rates see the events arrive
@@ -121,3 +125,7 @@ def test_every_panel_has_data_and_the_totals_are_the_truth(
             ):
                 empty.append(f"{board['uid']}: {item['title']}")
     assert empty == []
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat()
