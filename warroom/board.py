@@ -1,8 +1,9 @@
 """What the war room shows, computed from what a worker serves (pure: no I/O here).
 
 Live totals (GMV, paid orders, the funnel so far) are the worker's counters, which move the
-moment an order is processed; per-minute figures (the GMV sparkline, UV, payment failure
-and refund rates) come from closed windows, the exact records of `salewatch.windows`.
+moment an order is processed; per-minute figures (the GMV sparkline, UV, visit depth,
+payment failure, refund and complaint rates, repurchase rate, ROI) come from closed
+windows, the exact records of `salewatch.windows`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class ChannelRow:
     uv: int  # unique users of the latest closed window, summed over stores
     payment_failure_rate: float | None  # over the last RATE_WINDOWS closed windows
     refund_rate: float | None
+    visit_depth: float | None = None  # page views per visitor, latest closed window
+    complaint_rate: float | None = None  # complaints / paid orders, pooled like the others
+    repurchase_rate: float | None = None  # returning / paying users, pooled
+    roi: float | None = None  # GMV / campaign spend (in the spend's currency), pooled
 
     def conversion(self, stage: str) -> float | None:
         """Step conversion into `stage` so far; None for the first stage or without a base."""
@@ -139,6 +144,11 @@ def _channels(metrics: Exposition, closed: list[Mapping[str, Any]]) -> list[Chan
         paid = sum(r["counts"]["pay"] for r in pooled)
         failed = sum(r["payment_failed"] for r in pooled)
         refunds = sum(r["refund_requested"] for r in pooled)
+        # .get: records of workers from before the operations KPIs
+        complaints = sum(r.get("complaints", 0) for r in pooled)
+        returning = sum(r.get("returning_buyers") or 0 for r in pooled)
+        paying = returning + sum(r.get("new_buyers") or 0 for r in pooled)
+        visitors = sum(r.get("visitors", 0) for r in latest)
         rows.append(
             ChannelRow(
                 channel=channel,
@@ -146,9 +156,27 @@ def _channels(metrics: Exposition, closed: list[Mapping[str, Any]]) -> list[Chan
                 uv=sum(r["users"]["impression"] for r in latest),
                 payment_failure_rate=failed / (paid + failed) if paid + failed else None,
                 refund_rate=refunds / paid if paid else None,
+                visit_depth=_ratio(sum(r.get("page_views", 0) for r in latest), visitors),
+                complaint_rate=_ratio(complaints, paid),
+                repurchase_rate=_ratio(returning, paying),
+                roi=_roi(pooled),
             )
         )
     return rows
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _roi(records: list[Mapping[str, Any]]) -> float | None:
+    """GMV over spend, both in the spend's currency, over the windows that have spend."""
+    gmv, spend = Decimal(0), Decimal(0)
+    for record in records:
+        for currency, amount in (record.get("spend") or {}).items():
+            spend += Decimal(amount)
+            gmv += Decimal(record["gmv"].get(currency, "0"))
+    return float(gmv / spend) if spend else None
 
 
 def _firing(record: Mapping[str, Any], now_ms: int) -> FiringAlert:

@@ -84,18 +84,23 @@ def _funnel(board: Board) -> Panel:
     table.add_column("channel")
     for stage in STAGES:
         table.add_column(stage, justify="right")
-    table.add_column("UV", justify="right")
-    table.add_column("pay fail", justify="right")
-    table.add_column("refund", justify="right")
+    for name in ("UV", "PV/UV", "pay fail", "refund", "complaint", "repeat", "ROI"):
+        table.add_column(name, justify="right")
     for row in board.channels:
         cells = [row.channel]
         for stage in STAGES:
             count = f"{row.counts.get(stage, 0.0):,.0f}"
             conversion = row.conversion(stage)
             cells.append(count if conversion is None else f"{count} ({conversion:.1%})")
-        failure = _percent(row.payment_failure_rate)
-        table.add_row(*cells, f"{row.uv:,}", failure, _percent(row.refund_rate))
-    title = f"funnel so far (step conversion); UV: last window; rates: last {RATE_WINDOWS}"
+        depth = "-" if row.visit_depth is None else f"{row.visit_depth:.2f}"
+        roi = "-" if row.roi is None else f"{row.roi:.1f}x"
+        rates = (row.payment_failure_rate, row.refund_rate, row.complaint_rate,
+                 row.repurchase_rate)  # fmt: skip
+        table.add_row(*cells, f"{row.uv:,}", depth, *map(_percent, rates), roi)
+    title = (
+        f"funnel so far (step conversion); UV, PV/UV: last window; rates (repeat: returning "
+        f"buyers), ROI: last {RATE_WINDOWS}"
+    )
     return Panel(table, title=title, border_style="blue")
 
 

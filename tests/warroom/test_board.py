@@ -39,6 +39,8 @@ def window(start_ms: int, gmv: str, pay: int, failed: int, refunds: int) -> dict
         "window_start": start_ms, "window_end": start_ms + 60_000, "channel": "app",
         "gmv": {"CNY": gmv}, "counts": {"pay": pay}, "payment_failed": failed,
         "refund_requested": refunds, "users": {"impression": 40},
+        "complaints": 1, "new_buyers": pay - pay // 2, "returning_buyers": pay // 2,
+        "page_views": 90, "visitors": 45, "spend": {"CNY": "2.50"},
     }  # fmt: skip
 
 
@@ -99,6 +101,11 @@ def test_funnel_rows_per_channel_with_step_conversion_and_pooled_rates(board: An
     assert app.uv == 80  # latest closed window of both stores
     assert app.payment_failure_rate == pytest.approx(4 / 14)  # 10 paid, 4 failed
     assert app.refund_rate == pytest.approx(0.1)
+    assert app.complaint_rate == pytest.approx(3 / 10)  # 3 windows with one complaint each
+    assert app.repurchase_rate == pytest.approx(4 / 10)  # 9 paid: 4 returning, 1 paid: 0
+    assert app.visit_depth == pytest.approx(2.0)
+    assert app.roi == pytest.approx(45.5 / 7.5)
+    assert (web.roi, web.visit_depth) == (None, None)  # no window of its own
 
 
 def test_stock_most_urgent_first_across_stores(board: Any) -> None:
