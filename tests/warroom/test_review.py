@@ -52,6 +52,19 @@ def test_totals_add_up_every_window_in_the_range() -> None:
     assert [name for name, _ in review.top_stores(1)] == ["s1"]
 
 
+def test_operations_kpis_add_up_over_the_windows() -> None:
+    kpis = {"refund_amount": "5.25", "returns": 1, "complaints": 1, "new_buyers": 2,
+            "returning_buyers": 1, "spend": {"CNY": "10.25"}}  # fmt: skip
+    windows = [window(T0 + i * MIN, **kpis) for i in range(2)] + [window(T0 + 2 * MIN)]
+    total = build_review(windows, []).total
+    assert (total.refund_amount, total.returns, total.complaints) == (Decimal("10.50"), 2, 2)
+    assert total.aftersales_rate == pytest.approx(2 / 6)  # no refund requests, 2 returns
+    assert total.complaint_rate == pytest.approx(2 / 6)
+    assert total.repurchase_rate == pytest.approx(2 / 6)
+    assert total.roi("CNY") == pytest.approx(41 / 20.5)  # the windows with spend
+    assert total.roi("USD") is None
+
+
 def test_a_stock_out_lasts_from_firing_to_resolved_and_estimates_lost_units() -> None:
     windows = [window(T0 + i * MIN) for i in range(10)]
     records = [

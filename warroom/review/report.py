@@ -45,6 +45,10 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _money(value: Decimal | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
@@ -76,9 +80,28 @@ def _totals(review: SaleReview) -> str:
         _total("refund_requested", "refund requests", total.refund_requested,
                f"{total.refund_requested:,}"),
         _total("refund_rate", "refund rate", total.refund_rate, _percent(total.refund_rate)),
+        _total("refund_amount", "refund requests' amount", total.refund_amount,
+               _money(total.refund_amount)),
+        _total("returns", "returns", total.returns, f"{total.returns:,}"),
+        _total("complaints", "complaints", total.complaints, f"{total.complaints:,}"),
+        _total("aftersales_rate", "after-sales rate (refunds + returns per paid order)",
+               total.aftersales_rate, _percent(total.aftersales_rate)),
+        _total("complaint_rate", "complaint rate", total.complaint_rate,
+               _percent(total.complaint_rate)),
+        _total("new_buyers", "new buyers (per window, summed)", total.new_buyers,
+               f"{total.new_buyers:,}"),
+        _total("returning_buyers", "returning buyers (per window, summed)",
+               total.returning_buyers, f"{total.returning_buyers:,}"),
+        _total("repurchase_rate", "repurchase rate", total.repurchase_rate,
+               _percent(total.repurchase_rate)),
         _total("peak_uv", f"peak UV per {review.window_ms / 60_000:g}-minute window",
                max(t.users for t in review.per_window.values()),
                f"{max(t.users for t in review.per_window.values()):,}"),
+        *(row for currency, spend in sorted(total.spend.items()) for row in (
+            _total(f"spend.{currency}", f"campaign spend ({currency})", spend, _money(spend)),
+            _total(f"roi.{currency}", f"ROI (GMV / spend, {currency})", total.roi(currency),
+                   _ratio(total.roi(currency))),
+        )),
         _total("alerts", "alerts fired", len(review.alerts), str(len(review.alerts))),
         _total("stockouts", "stock-outs", len(review.stockouts), str(len(review.stockouts))),
     ]  # fmt: skip
@@ -94,12 +117,13 @@ def _funnel_table(
     table_id: str, title: str, tallies: list[tuple[str, Tally]], currency: str
 ) -> str:
     header = [title, *STAGES, *(f"→ {s}" for s in STAGES[1:]), "paid", f"GMV ({currency})",
-              "AOV", "pay fail", "refund"]  # fmt: skip
+              "AOV", "pay fail", "refund", "complaint", "repeat", "ROI"]  # fmt: skip
     rows = (
         [escape(name), *(f"{t.counts[s]:,}" for s in STAGES),
          *(_percent(t.conversion(s)) for s in STAGES[1:]), f"{t.paid_orders:,}",
          _money(t.gmv.get(currency)), _money(t.aov(currency)),
-         _percent(t.payment_failure_rate), _percent(t.refund_rate)]
+         _percent(t.payment_failure_rate), _percent(t.refund_rate),
+         _percent(t.complaint_rate), _percent(t.repurchase_rate), _ratio(t.roi(currency))]
         for name, t in tallies
     )  # fmt: skip
     return _table(table_id, header, rows)

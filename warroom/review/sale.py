@@ -3,7 +3,8 @@
 Every figure adds up final window records, which are exact (docs/architecture.md): counts,
 paid orders, GMV to the cent. UV per minute is the sum of the store x channel windows'
 unique users (a user seen in two channels counts twice); sketches cannot be added up
-exactly across windows, so the review shows no UV total.
+exactly across windows, so the review shows no UV total. New and returning buyers are
+distinct per window, so their sums count a buyer once per window paid in (buyer-windows).
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class Tally:
     paid_orders: int = 0
     payment_failed: int = 0
     refund_requested: int = 0
+    refund_amount: Decimal = Decimal(0)
+    returns: int = 0
+    complaints: int = 0
+    new_buyers: int = 0  # per window, summed: buyer-windows
+    returning_buyers: int = 0
+    spend: dict[str, Decimal] = field(default_factory=dict)  # campaign spend by currency
+    spent_gmv: dict[str, Decimal] = field(default_factory=dict)  # GMV of windows with spend
     windows: int = 0
 
     def add(self, record: Mapping[str, Any]) -> None:
@@ -43,6 +51,16 @@ class Tally:
         self.paid_orders += record["paid_orders"]
         self.payment_failed += record["payment_failed"]
         self.refund_requested += record["refund_requested"]
+        # .get: windows recorded before the operations KPIs
+        self.refund_amount += Decimal(record.get("refund_amount", "0"))
+        self.returns += record.get("returns", 0)
+        self.complaints += record.get("complaints", 0)
+        self.new_buyers += record.get("new_buyers") or 0
+        self.returning_buyers += record.get("returning_buyers") or 0
+        for currency, amount in (record.get("spend") or {}).items():
+            self.spend[currency] = self.spend.get(currency, Decimal(0)) + Decimal(amount)
+            gmv = Decimal(record["gmv"].get(currency, "0"))
+            self.spent_gmv[currency] = self.spent_gmv.get(currency, Decimal(0)) + gmv
         self.windows += 1
 
     def conversion(self, stage: str) -> float | None:
@@ -63,6 +81,27 @@ class Tally:
     @property
     def refund_rate(self) -> float | None:
         return self.refund_requested / self.counts["pay"] if self.counts["pay"] else None
+
+    @property
+    def aftersales_rate(self) -> float | None:
+        """(Refund requests + returns) per paid order."""
+        paid = self.counts["pay"]
+        return (self.refund_requested + self.returns) / paid if paid else None
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.counts["pay"] if self.counts["pay"] else None
+
+    @property
+    def repurchase_rate(self) -> float | None:
+        """Returning buyers / paying buyers, per window summed."""
+        buyers = self.new_buyers + self.returning_buyers
+        return self.returning_buyers / buyers if buyers else None
+
+    def roi(self, currency: str) -> float | None:
+        """GMV in the currency over campaign spend in it, of the windows with spend."""
+        spend = self.spend.get(currency)
+        return float(self.spent_gmv[currency] / spend) if spend else None
 
 
 @dataclass(frozen=True)
