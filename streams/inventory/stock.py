@@ -156,6 +156,9 @@ class StockState:
     entries: list[Entry] = field(default_factory=list)
     inexact_snapshots: int = 0  # snapshots refused as not exactly applicable
     inexact_ts: int | None = None  # the last one's ts
+    # earliest ts of tracking (snapshot or inventory change): a SKU unsold since is quiet
+    # since then; later snapshots are no sale and do not reset that
+    tracked_since: int | None = None
 
     # --- reading ----------------------------------------------------------------------
     @property
@@ -224,7 +227,9 @@ class StockState:
         cannot, having no stock or no tracking)."""
         if not self.tracked or self.available <= 0:
             return None
-        started = self.snapshot_ts if self.start_ts is None else self.start_ts
+        started = self.tracked_since
+        if started is None:  # a state saved before `tracked_since` was kept
+            started = self.snapshot_ts if self.start_ts is None else self.start_ts
         assert started is not None
         quiet_since = max(started, self.last_sale_ts or started)
         return quiet_since + round(rules.slow_moving_minutes * MS_PER_MIN)
@@ -274,6 +279,7 @@ class StockState:
         """Tracking starts (earlier) at ts. Kept changes and entries from ts on that were
         pending now count; changes behind the fold line go into the base."""
         previous, self.start_ts = self.start_ts, ts
+        self._tracked_at(ts)
         if self.fold_ts is None:
             return
         for _, item_ts, qty in self.changes[:-1]:
@@ -291,9 +297,14 @@ class StockState:
             self.inexact_ts = ts
             return Applied.INEXACT_SNAPSHOT
         self.snapshot_ts, self.snapshot_value, self.base = ts, value, value
+        self._tracked_at(ts)
         # the entries at or before it are in its value; a later snapshot must be newer
         del self.entries[: bisect_right(self.entries, ts, key=_ts)]
         return Applied.COUNTED
+
+    def _tracked_at(self, ts: int) -> None:
+        if self.tracked_since is None or ts < self.tracked_since:
+            self.tracked_since = ts
 
     def _add_sale(self, units: int, ts: int, rules: InventoryRules) -> None:
         if ts >= self.rate_ts or self.rate == 0.0:
@@ -425,16 +436,18 @@ class StockState:
                 _flat(self.entries),
                 self.inexact_snapshots,
                 self.inexact_ts,
+                self.tracked_since,
             ]
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> StockState:
         fields = orjson.loads(raw[1:])
-        # states written before entries existed: their base and fold line mean the same
-        fields += [[], 0, None][len(fields) - _FIELDS_BEFORE_ENTRIES :]
+        # states written before entries existed: their base and fold line mean the same;
+        # before tracked_since: None (the quiet clock falls back to the tracking start)
+        fields += [[], 0, None, None][len(fields) - _FIELDS_BEFORE_ENTRIES :]
         (snapshot_ts, snapshot_value, start_ts, base, fold_ts, max_ts, rate, rate_ts,
-         changes, entries, inexact_snapshots, inexact_ts) = fields  # fmt: skip
+         changes, entries, inexact_snapshots, inexact_ts, tracked_since) = fields  # fmt: skip
         return cls(
             snapshot_ts,
             snapshot_value,
@@ -449,6 +462,7 @@ class StockState:
             _unflat(entries),
             inexact_snapshots,
             inexact_ts,
+            tracked_since,
         )
 
 
