@@ -4,16 +4,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) stack/devstack.py
 
-.PHONY: demo test lint unit stack-up stack-down stack-status venv clean pictures
+.PHONY: demo test lint unit stack-up stack-down stack-status venv lock clean pictures
 
 venv: $(VENV)/.installed
 
-# Reinstall when the dependency list changes; a no-op otherwise.
-$(VENV)/.installed: pyproject.toml
+# Reinstall when the dependency list changes; a no-op otherwise. Every package, pip and
+# setuptools included, comes pinned with its hashes from the lock file; then the project
+# itself from its source, without fetching anything more.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+LOCK := $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+
+## After changing dependencies in pyproject.toml: the lock files (the image installs
+## requirements.lock, `make venv` and CI requirements-dev.lock).
+lock: venv
+	$(LOCK) --output-file requirements.lock pyproject.toml
+	$(LOCK) --extra dev --extra rocksdb --output-file requirements-dev.lock pyproject.toml
+	# dev pulls in salewatch[rocksdb]: the project is installed from its source, not locked
+	sed -i '/^# WARNING: pip install will require/,/^    # via salewatch (pyproject.toml)$$/d' \
+		requirements-dev.lock
 
 stack-up: venv
 	$(STACK) up
