@@ -29,7 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from streams.contract.errors import SalewatchError
 from streams.eventtime import InputProgress
 from streams.ingest.ingestor import IngestCounts, Ingestor, IngestResult, encode_chunks
-from streams.runtime import repeated_logs
+from streams.runtime import producing, repeated_logs
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS
 
@@ -123,8 +123,9 @@ class RoutedProducer:
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,  # a retried send is not written twice
-            linger_ms=5,
-            max_request_size=4 * 1024 * 1024,
+            linger_ms=producing.LINGER_MS,
+            max_batch_size=producing.MAX_BATCH_BYTES,
+            max_request_size=producing.MAX_REQUEST_BYTES,
             **self._security.client_options(),
         )
 

@@ -16,7 +16,7 @@ from streams.inventory import api as inventory_api
 from streams.inventory.agent import InventoryStage
 from streams.merge import api as windows_api
 from streams.merge.agent import MergeStage
-from streams.runtime import repeated_logs, web
+from streams.runtime import producing, repeated_logs, web
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS, Topics
@@ -51,12 +51,14 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         topic_replication_factor=1,
         key_serializer="raw",
         value_serializer="raw",
-        producer_linger_ms=5,
-        producer_max_request_size=4 * 1024 * 1024,
+        producer_linger_ms=producing.LINGER_MS,
+        producer_max_batch_size=producing.MAX_BATCH_BYTES,
+        producer_max_request_size=producing.MAX_REQUEST_BYTES,
         stream_buffer_maxsize=max(4096, settings.batch_max_messages * 2),
         broker_commit_interval=1.0,
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
+    app.producer.buffer.max_messages = producing.changelog_buffer_messages(settings)
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
     funnel = FunnelStage(app, settings, topics, metrics)
