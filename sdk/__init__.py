@@ -2,6 +2,7 @@
 
 from sdk.client import DeliveryStats, StoreClient
 from sdk.errors import ClientClosedError, DeliveryError, InvalidEventError, SdkError
+from sdk.privacy import Pseudonymiser
 from sdk.validation import EVENT_TYPES, EventValidator
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "DeliveryStats",
     "EventValidator",
     "InvalidEventError",
+    "Pseudonymiser",
     "SdkError",
     "StoreClient",
 ]

@@ -19,6 +19,7 @@ import orjson
 
 from sdk.client import StoreClient
 from sdk.errors import DeliveryError, InvalidEventError
+from sdk.privacy import Pseudonymiser
 from streams.contract.decoding import RejectReason
 from streams.contract.errors import ConfigError, SalewatchError
 from streams.contract.events import TopicKind
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 args.topic_prefix,
                 linger_ms=args.linger_ms,
                 security=KafkaSecurity.from_env(os.environ),
+                pseudonymiser=Pseudonymiser.from_env(os.environ),
             )
             try:
                 with client:

@@ -27,6 +27,7 @@ from kafka.errors import KafkaError
 
 from sdk.batching import DEFAULT_BATCH_BYTES, Batch, Batcher
 from sdk.errors import ClientClosedError, DeliveryError, SdkError
+from sdk.privacy import Pseudonymiser
 from sdk.validation import EVENT_TYPES, EventValidator
 from streams.contract.decoding import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES
 from streams.contract.events import DEFAULT_MAX_FUTURE_MS, EventBase, TopicKind
@@ -91,11 +92,13 @@ class StoreClient:
         max_batch_bytes: int = DEFAULT_BATCH_BYTES,
         max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
         security: KafkaSecurity | None = None,
+        pseudonymiser: Pseudonymiser | None = None,
         producer_factory: Callable[..., Producer] = KafkaProducer,
         **producer_overrides: Any,
     ) -> None:
         self._batcher = Batcher(max_batch_events, max_batch_bytes, linger_ms)
         self._validator = EventValidator(max_future_ms)
+        self._pseudonymiser = pseudonymiser  # user_id -> keyed pseudonym before sending
         self._topics = {kind: f"{topic_prefix}{kind.value}" for kind in TopicKind}
         security = security or KafkaSecurity()
         config = {**PRODUCER_DEFAULTS, **security.client_options(), **producer_overrides}
@@ -120,19 +123,18 @@ class StoreClient:
         """Validate and queue one complete event (a model of streams.contract.events or a dict).
 
         `topic` forces the input topic (default: the topic of the event's `type`); an event
-        whose type does not belong to it is refused. Returns the validated event.
+        whose type does not belong to it is refused. Returns the event as sent (validated,
+        `user_id` pseudonymised when the client has a key).
         """
         forced = None if topic is None else TopicKind(topic)
         kind, validated = self._validator.validate(event, forced)
-        self._enqueue(kind, validated)
-        return validated
+        return self._enqueue(kind, validated)
 
     def send(self, event_type: str, /, **fields: Any) -> EventBase:
         """Build an event of `event_type` from keyword fields (event_id and ts filled in when
-        missing), validate and queue it. Returns the validated event."""
+        missing), validate and queue it. Returns the event as sent."""
         kind, validated = self._validator.build(event_type, **fields)
-        self._enqueue(kind, validated)
-        return validated
+        return self._enqueue(kind, validated)
 
     def __getattr__(self, name: str) -> Callable[..., EventBase]:
         """`client.click(...)`, `client.order_paid(...)`, ...: `send` for every event type."""
@@ -143,7 +145,10 @@ class StoreClient:
     def __dir__(self) -> list[str]:
         return sorted({*super().__dir__(), *EVENT_TYPES})
 
-    def _enqueue(self, kind: TopicKind, event: EventBase) -> None:
+    def _enqueue(self, kind: TopicKind, event: EventBase) -> EventBase:
+        user_id = getattr(event, "user_id", None)
+        if self._pseudonymiser is not None and user_id is not None:
+            event = event.model_copy(update={"user_id": self._pseudonymiser.user_id(user_id)})
         encoded = orjson.dumps(normalise(event))
         with self._wake:
             if self._closed:
@@ -152,6 +157,7 @@ class StoreClient:
             for batch in complete:
                 self._send(batch)
             self._wake.notify()
+        return event
 
     # --- delivery -------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -10,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sdk import EVENT_TYPES, InvalidEventError, StoreClient
+from sdk import EVENT_TYPES, InvalidEventError, Pseudonymiser, StoreClient
 from sdk.batching import Batcher
 from sdk.client import PRODUCER_DEFAULTS
 from sdk.errors import ClientClosedError, DeliveryError
@@ -346,3 +348,31 @@ def test_close_flushes_and_closing_twice_is_fine(make_client: Callable[..., Any]
         client.emit(make_event("click"))
     with pytest.raises(ClientClosedError):
         client.flush()
+
+
+# --- pseudonymous user ids ------------------------------------------------------------------
+def test_a_key_turns_every_user_id_into_its_keyed_pseudonym(
+    make_client: Callable[..., Any],
+) -> None:
+    key = bytes(range(32))
+    client, producer = make_client(pseudonymiser=Pseudonymiser(key))
+    sent = client.click(store_id="s1", channel="app", user_id="alice@example.com", sku="k")
+    client.restock(store_id="s1", channel="app", sku="k", qty=5)  # no user_id: untouched
+    client.flush()
+    expected = "h1:" + hmac.new(key, b"alice@example.com", hashlib.sha256).hexdigest()[:32]
+    assert sent.user_id == expected  # type: ignore[attr-defined]
+    events = [event for _, _, batch in producer.messages() for event in batch]
+    assert [event.get("user_id") for event in events] == [expected, None]
+    assert b"alice" not in b"".join(value for _, _, value in producer.sent)
+    other = Pseudonymiser(bytes(32)).user_id("alice@example.com")
+    assert other != expected and Pseudonymiser(key).user_id("alice@example.com") == expected
+
+
+def test_the_key_comes_from_the_environment_as_hex() -> None:
+    assert Pseudonymiser.from_env({}) is None
+    assert Pseudonymiser.from_env({"SALEWATCH_USER_ID_KEY": "ab" * 32}) is not None
+    for bad in ("zz" * 32, "ab" * 8):
+        with pytest.raises(ConfigError, match="SALEWATCH_USER_ID_KEY") as caught:
+            Pseudonymiser.from_env({"SALEWATCH_USER_ID_KEY": bad})
+        assert bad not in str(caught.value)
+    assert "ab" not in repr(Pseudonymiser(bytes.fromhex("ab" * 32)))
