@@ -5,7 +5,8 @@ macros (`$__rate_interval`, ...) into each target's `expr` before querying. `Pan
 does the same, with fixed values for the macros and `All` for the label variables, and
 resolves the `query_result(...)` variables that feed panels a number (`sale_seconds`) with
 their own query. Queries can be narrowed to one scrape target (`run` label), so other
-workers on a shared Prometheus do not count. Used by the dashboards' integration test and
+workers on a shared Prometheus do not count (Prometheus's own `ALERTS` too: those whose
+rule keeps the label). Used by the dashboards' integration test and
 by `make pictures`, which draws the war room's panels from real query results.
 """
 
@@ -51,12 +52,17 @@ class PanelQueries:
         macros: dict[str, str] | None = None,
     ) -> None:
         self.prometheus_url = prometheus_url
-        # `job="salewatch"` narrowed to the scrape target labelled `run` (when given)
-        self.job = 'job="salewatch"' + (f', run="{run}"' if run else "")
+        # `job="salewatch"` and ALERTS narrowed to the scrape target labelled `run`
+        self.narrowing = {'job="salewatch"': 'job="salewatch"'}
+        if run:
+            self.narrowing = {'job="salewatch"': f'job="salewatch", run="{run}"',
+                              "ALERTS{": f'ALERTS{{run="{run}", '}  # fmt: skip
         self.values = {**(macros or MACROS), "store": store, "channel": ".*", "instance": ".*"}
 
     def expand(self, expr: str) -> str:
-        narrowed = expr.replace('job="salewatch"', self.job)
+        narrowed = expr
+        for selector, narrower in self.narrowing.items():
+            narrowed = narrowed.replace(selector, narrower)
 
         def value(match: re.Match[str]) -> str:
             return self.values[match.group(1) or match.group(2)]
