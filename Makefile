@@ -50,7 +50,8 @@ unit: venv
 demo: stack-up
 	$(PY) stack/demo.py
 
-## The README's pictures: the live view (docs/warroom-top.txt) and the review's charts.
+## The README's pictures: the live view (docs/warroom-top.txt), the war room's panels
+## drawn from Prometheus (docs/dashboards/) and the review's charts (docs/review/).
 pictures: stack-up
 	$(PY) stack/pictures.py
 
