@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import kafka  # type: ignore[import-untyped]
@@ -17,6 +18,10 @@ class FakeFuture:
     def add_errback(self, callback: Any) -> FakeFuture:
         self.callback = callback
         return self
+
+    def get(self) -> SimpleNamespace:
+        """kafka-python's RecordMetadata once flushed: where the message was written."""
+        return SimpleNamespace(partition=0)
 
 
 class FakeProducer:
