@@ -7,7 +7,8 @@ it against its own input partition's stream time, stage 2 against its watermark,
 same rule.
 
 Stage 1 keeps, per input partition it reads, the largest event time read and whether the
-input is idle: read to its end and nothing new for `idle_ms` (`InputProgress`), and
+input is idle: read to its end and nothing new for `idle_ms` since it was assigned or the
+stream resumed after a pause (`InputProgress`), and
 reports both to every stage-2 partition. The watermark of a stage-2 partition is the
 smallest event time read over the inputs that are not idle, as in Flink: a topic read
 behind the others, or a producer whose batches reach the broker late, holds windows open
@@ -151,6 +152,7 @@ class InputProgress:
         self._consumer = consumer
         self._idle_s = idle_ms / 1000
         self._last_read: dict[str, float] = {}  # monotonic time records last came, by input
+        self._last_any_read: float | None = None  # ... from any input
         self._asked: set[str] = set()  # inputs the worker was asked about, once each
         self.max_ts: dict[str, int] = {}
         self._committed_ts: dict[str, int] = {}  # max_ts at the last commit
@@ -161,8 +163,19 @@ class InputProgress:
             if ts_ms > self.max_ts.get(name, -1):
                 self.max_ts[name] = ts_ms
         now = time.monotonic()
-        for tp in inputs_read:
-            self._last_read[f"{tp.topic}:{tp.partition}"] = now
+        names = [f"{tp.topic}:{tp.partition}" for tp in inputs_read]
+        if not names:
+            return
+        if self._last_any_read is None or now - self._last_any_read >= self._idle_s:
+            # The stream resumes after a pause: every input gets `idle_ms` to show it has
+            # something, as one just assigned does. A producer sends its topics at about the
+            # same time, but one topic's first batches may come a moment after another's
+            # (a topic whose events lag in event time, say): idle since before the pause,
+            # that input would let the others' event time close its windows before it is read.
+            self._last_read = dict.fromkeys(self._last_read, now)
+        self._last_any_read = now
+        for name in names:
+            self._last_read[name] = now
 
     def stream_time(self, ask: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
         """Stream time of every assigned input; one just taken over from another worker

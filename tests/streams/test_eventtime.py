@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from aiokafka import TopicPartition
 
+from streams import eventtime
 from streams.eventtime import InputProgress, Watermark, is_late, window_start
 
 W, GRACE = 60_000, 30_000
@@ -142,3 +144,52 @@ def test_a_worker_that_takes_over_after_everything_was_read_still_closes_windows
     forgotten = watermark()  # what the new owner had before: nothing saved but the windows
     forgotten.report(idle_and_unknown, expected_inputs=2, wall_ms=1_000 + W + GRACE)
     assert forgotten.closed_before_ms is None
+
+
+@dataclass
+class ReadToEndConsumer:
+    """Every assigned input read to its end."""
+
+    assigned: set[TopicPartition]
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 10
+
+    async def position(self, tp: TopicPartition) -> int:
+        return 10
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def subscription(self) -> set[str]:
+        return {tp.topic for tp in self.assigned}
+
+
+async def test_after_a_pause_every_input_gets_idle_ms_to_show_it_has_something(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers idle before a backfill whose clicks lag the orders in event time: the orders
+    come first, and the clicks input, quiet since before, must not count as idle yet (the
+    orders' event time would close the clicks' windows before they are read)."""
+    clicks, orders = TopicPartition("shop.clicks", 0), TopicPartition("shop.orders", 0)
+    consumer = ReadToEndConsumer({clicks, orders})
+    progress = InputProgress(consumer, idle_ms=1_000)  # type: ignore[arg-type]
+    now = [0.0]
+    monkeypatch.setattr(eventtime.time, "monotonic", lambda: now[0])
+
+    async def idle() -> dict[str, bool]:
+        report, _lag = await progress.report()
+        return {name: mark[1] for name, mark in report["marks"].items()}
+
+    assert await idle() == {"shop.clicks:0": False, "shop.orders:0": False}  # just assigned
+    now[0] = 10.0
+    assert await idle() == {"shop.clicks:0": True, "shop.orders:0": True}  # nothing came
+    now[0] = 10.5
+    progress.observe({"shop.orders:0": 60_000}, [orders])  # the stream resumes
+    now[0] = 10.6
+    assert await idle() == {"shop.clicks:0": False, "shop.orders:0": False}
+    now[0] = 11.6
+    assert await idle() == {"shop.clicks:0": True, "shop.orders:0": True}  # idle_ms later
