@@ -20,9 +20,11 @@ Answers (docs/sdk.md):
 Dead letters are cut to fit Kafka's size limit (streams/contract/deadletter.py), so a large invalid
 body is dead-lettered and answered 400, and counted only once Kafka acknowledged it.
 
-Validating a body of 10,000 events takes tens of milliseconds of CPU: it runs on a thread of
-its own, one body at a time, so the event loop (the pipeline, /health, /metrics) keeps
-answering meanwhile. A client that hangs up before its body is read is logged in one line.
+Validating a body of 5,000 events takes about a tenth of a second of CPU: it runs in a process
+of its own, one body at a time, so the event loop (the pipeline, /health, /metrics) keeps
+answering meanwhile (a thread would share the interpreter lock with the pipeline; measured:
+benchmarks/http_ingest_load.py). A client that hangs up before its body is read is logged
+in one line.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import multiprocessing
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -50,7 +54,7 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.topics import Topics
 
-__all__ = ["INGEST_PATH", "HttpIngestor", "IngestAnswer", "register"]
+__all__ = ["INGEST_PATH", "HttpIngestor", "IngestAnswer", "Validation", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +86,11 @@ class IngestAnswer:
 
 
 class HttpIngestor:
-    """Request bodies of one worker's input topics -> answers; counts the dead letters
-    once they are written.
+    """Request bodies of one worker's input topics -> answers (what to write and to say)."""
 
-    Accepted events are not counted here: stage 1 counts them when it reads the batch.
-    """
-
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._topics = {kind: settings.input_topic(kind) for kind in TopicKind}
         self._decoders = {kind: MessageDecoder(kind, settings.max_future_ms) for kind in TopicKind}
-        self._metrics = metrics
 
     def accept(self, kind: TopicKind, body: bytes) -> IngestAnswer:
         decoded = self._decoders[kind].decode(body)
@@ -116,10 +115,52 @@ class HttpIngestor:
             answer.key = stores.pop().encode() if len(stores) == 1 else None
         return answer
 
-    def count(self, answer: IngestAnswer) -> None:
-        """Count the dead letters of an answer whose messages Kafka acknowledged."""
-        for reason, n in answer.rejected.items():
-            self._metrics.deadletters.labels(answer.topic, reason).inc(n)
+
+def count_dead_letters(metrics: Metrics, answer: IngestAnswer) -> None:
+    """Count the dead letters of an answer whose messages Kafka acknowledged. (Accepted
+    events are not counted here: stage 1 counts them when it reads the batch.)"""
+    for reason, n in answer.rejected.items():
+        metrics.deadletters.labels(answer.topic, reason).inc(n)
+
+
+_ingestor: HttpIngestor | None = None  # in the validation process
+
+
+def _start_validation(settings: Settings) -> None:
+    global _ingestor
+    _ingestor = HttpIngestor(settings)
+
+
+def _accept(kind: TopicKind, body: bytes) -> IngestAnswer:
+    assert _ingestor is not None, "runs in the validation process"
+    return _ingestor.accept(kind, body)
+
+
+class Validation:
+    """HttpIngestor.accept in a process of its own, one body at a time; a new process when
+    the last one died (the body it had is answered 503: retrying is safe)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),  # fork is unsafe with threads
+            initializer=_start_validation,
+            initargs=(self._settings,),
+        )
+
+    async def accept(self, kind: TopicKind, body: bytes) -> IngestAnswer:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, _accept, kind, body)
+        except BrokenProcessPool:
+            self._pool = self._new_pool()
+            raise
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _whole_body_fault(rejections: list[Rejection]) -> Rejection | None:
@@ -172,13 +213,15 @@ def is_json(content_type: str | None) -> bool:
 
 
 def register(app: faust.App, settings: Settings, topics: Topics, metrics: Metrics) -> None:
-    ingestor = HttpIngestor(settings, metrics)
+    validation = Validation(settings)
     # The contract caps a message at 1 MiB; a larger body could not become one message.
     max_bytes = settings.ingest_max_bytes
     kinds = ", ".join(kind.value for kind in TopicKind)
     read_timeout_s = settings.ingest_read_timeout_s
-    # one thread: bodies are validated one at a time, beside the event loop, not on it
-    validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salewatch-http-ingest")
+
+    @app.on_before_shutdown.connect
+    async def stop_validation(sender: Any, *args: Any, **kwargs: Any) -> None:
+        validation.stop()
 
     @app.page(INGEST_PATH)
     class Ingest(View):
@@ -206,8 +249,11 @@ def register(app: faust.App, settings: Settings, topics: Topics, metrics: Metric
                 return self.error(400, "connection closed before the body was read")
             if body is None:
                 return self.error(413, f"body over {max_bytes} bytes")
-            loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(validation, ingestor.accept, kind, body)
+            try:
+                answer = await validation.accept(kind, body)
+            except BrokenProcessPool:
+                log.error("http ingest: the validation process died; starting a new one")
+                return self.error(503, "validation restarting: retry")
             try:
                 await _produce(topics, kind, answer)
             except TOO_LARGE_FOR_KAFKA as exc:
@@ -220,7 +266,7 @@ def register(app: faust.App, settings: Settings, topics: Topics, metrics: Metric
             except Exception as exc:  # any other producer failure: tell the client to retry
                 log.warning("http ingest: could not write to Kafka: %r", exc)
                 return self.error(503, f"could not write to Kafka: {exc!r}")
-            ingestor.count(answer)
+            count_dead_letters(metrics, answer)
             return self.json(answer.body, status=answer.status)
 
 
