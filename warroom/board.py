@@ -59,6 +59,7 @@ class Board:
     healthy: bool | None  # None: the worker did not answer
     gmv: dict[str, float] = field(default_factory=dict)  # currency -> so far
     paid_orders: float = 0.0
+    paid_by_currency: dict[str, float] = field(default_factory=dict)
     gmv_per_window: list[tuple[int, float]] = field(default_factory=list)  # main currency
     window_ms: int | None = None
     channels: list[ChannelRow] = field(default_factory=list)
@@ -79,7 +80,9 @@ class Board:
 
     @property
     def aov(self) -> float | None:
-        return self.gmv.get(self.currency, 0.0) / self.paid_orders if self.paid_orders else None
+        """GMV in the main currency per order paid in it."""
+        paid = self.paid_by_currency.get(self.currency, 0.0)
+        return self.gmv.get(self.currency, 0.0) / paid if paid else None
 
 
 def build_board(
@@ -96,6 +99,7 @@ def build_board(
     board = Board(worker, health)
     board.gmv = metrics.by("salewatch_gmv_total", "currency")
     board.paid_orders = metrics.total("salewatch_paid_orders_total")
+    board.paid_by_currency = metrics.by("salewatch_paid_orders_total", "currency")
     board.lag_messages = metrics.total("salewatch_consumer_lag_messages")
     board.dead_letters = metrics.total("salewatch_deadletter_total")
     board.late_events = metrics.total("salewatch_late_events_total")

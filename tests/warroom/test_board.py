@@ -16,9 +16,11 @@ METRICS = """\
 # TYPE salewatch_gmv_total counter
 salewatch_gmv_total{store="s1",channel="app",currency="CNY"} 300.5
 salewatch_gmv_total{store="s2",channel="app",currency="CNY"} 100.0
+salewatch_gmv_total{store="s2",channel="app",currency="USD"} 50.0
 # TYPE salewatch_paid_orders_total counter
-salewatch_paid_orders_total{store="s1",channel="app"} 3.0
-salewatch_paid_orders_total{store="s2",channel="app"} 1.0
+salewatch_paid_orders_total{store="s1",channel="app",currency="CNY"} 3.0
+salewatch_paid_orders_total{store="s2",channel="app",currency="CNY"} 1.0
+salewatch_paid_orders_total{store="s2",channel="app",currency="USD"} 2.0
 # TYPE salewatch_funnel_events_total counter
 salewatch_funnel_events_total{store="s1",channel="app",stage="impression"} 1000.0
 salewatch_funnel_events_total{store="s1",channel="app",stage="click"} 100.0
@@ -78,9 +80,9 @@ def board() -> Any:
 
 
 def test_totals_come_from_the_live_counters(board: Any) -> None:
-    assert board.gmv == {"CNY": 400.5}
-    assert board.paid_orders == 4
-    assert board.aov == pytest.approx(100.125)
+    assert board.gmv == {"CNY": 400.5, "USD": 50.0}
+    assert board.paid_orders == 6
+    assert board.aov == pytest.approx(100.125)  # CNY's GMV per order paid in CNY
     assert board.lag_messages == 10
     assert board.watermark_lag_s == pytest.approx(10.0)
 

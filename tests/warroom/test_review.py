@@ -45,11 +45,20 @@ def test_totals_add_up_every_window_in_the_range() -> None:
     assert total.counts["impression"] == 600 and total.paid_orders == 12
     assert total.gmv == {"CNY": Decimal("123.00")}
     assert total.aov("CNY") == Decimal("10.25")
+
     assert total.payment_failure_rate == pytest.approx(6 / 18)
     assert total.conversion("click") == pytest.approx(0.1)
     assert list(review.per_window) == [T0, T0 + MIN, T0 + 2 * MIN]
     assert review.per_window[T0].users == 100  # both stores' UV of the minute
     assert [name for name, _ in review.top_stores(1)] == ["s1"]
+
+
+def test_aov_divides_each_currency_by_its_own_paid_orders() -> None:
+    usd = {"gmv": {"CNY": "20.00", "USD": "9.00"}, "paid_orders": 5,
+           "paid_orders_by_currency": {"CNY": 2, "USD": 3}}  # fmt: skip
+    review = build_review([window(T0, **usd), window(T0 + MIN)], [], since_ms=T0)
+    assert review.total.aov("CNY") == Decimal("10.12")  # 40.50 / 4, rounded half even
+    assert review.total.aov("USD") == Decimal("3.00")
 
 
 def test_operations_kpis_add_up_over_the_windows() -> None:

@@ -23,6 +23,16 @@ from warroom.review.errors import ReviewError
 __all__ = ["AlertEpisode", "PhaseSpan", "SaleReview", "StockOutSpan", "Tally", "build_review"]
 
 
+def paid_orders_by_currency(record: Mapping[str, Any]) -> dict[str, int]:
+    """A window's paid orders per currency; a record from before that field had one
+    currency's orders only if its GMV has one currency (else none can be told apart)."""
+    by_currency = record.get("paid_orders_by_currency")
+    if by_currency is not None:
+        return dict(by_currency)
+    gmv = record["gmv"]
+    return {next(iter(gmv)): record["paid_orders"]} if len(gmv) == 1 else {}
+
+
 @dataclass
 class Tally:
     """Window records added up: one window of the sale, a channel, a store, or all of it."""
@@ -31,6 +41,7 @@ class Tally:
     users: int = 0  # impression UV, summed over the windows added
     gmv: dict[str, Decimal] = field(default_factory=dict)
     paid_orders: int = 0
+    paid_by_currency: dict[str, int] = field(default_factory=dict)  # for AOV per currency
     payment_failed: int = 0
     refund_requested: int = 0
     refund_amount: Decimal = Decimal(0)
@@ -49,6 +60,8 @@ class Tally:
         for currency, amount in record["gmv"].items():
             self.gmv[currency] = self.gmv.get(currency, Decimal(0)) + Decimal(amount)
         self.paid_orders += record["paid_orders"]
+        for currency, paid in paid_orders_by_currency(record).items():
+            self.paid_by_currency[currency] = self.paid_by_currency.get(currency, 0) + paid
         self.payment_failed += record["payment_failed"]
         self.refund_requested += record["refund_requested"]
         # .get: windows recorded before the operations KPIs
@@ -69,9 +82,11 @@ class Tally:
         return self.counts[stage] / base if base else None
 
     def aov(self, currency: str) -> Decimal | None:
-        if not self.paid_orders:
+        """GMV in `currency` per order paid in it."""
+        paid = self.paid_by_currency.get(currency, 0)
+        if not paid:
             return None
-        return (self.gmv.get(currency, Decimal(0)) / self.paid_orders).quantize(Decimal("0.01"))
+        return (self.gmv.get(currency, Decimal(0)) / paid).quantize(Decimal("0.01"))
 
     @property
     def payment_failure_rate(self) -> float | None:
