@@ -207,8 +207,11 @@ def _funnel_panels() -> list[Item]:
         for previous, stage in itertools.pairwise(STAGES)
     ]
     end_to_end = f"{rate_of(funnel, at_stage('pay'))} / {rate_of(funnel, at_stage('impression'))}"
-    cart_to_pay = " * on (store, channel) group_left () ".join(
-        f"salewatch_conversion_ratio{{{at_stage(stage)}}}" for stage in ("pay", "order")
+    # one series per pair on each side: a pair's old owner (before a rebalance) may still
+    # export it beside the new one, and a many-to-many product is an error
+    cart_to_pay = " * on (store, channel) ".join(
+        f"max by (store, channel) (salewatch_conversion_ratio{{{at_stage(stage)}}})"
+        for stage in ("pay", "order")
     )
     worst = f"bottomk($topn, {cart_to_pay})"
     return [
