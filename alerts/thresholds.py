@@ -55,11 +55,14 @@ class HysteresisRule(_Model):
 
 
 class Significance(_Model):
-    """`alpha`: the false-alarm budget of one series (an alert name and its labels: a store
-    x channel x stage): the chance that it fires at all in `horizon_s` without a real
-    change. Each window's tests share it (alerts.detectors.base.Context.level)."""
+    """False-alarm budgets of one series (an alert name and its labels: a store x channel x
+    stage): the chance that it fires at all in `horizon_s` without a real change. Each
+    window's tests share it (alerts.detectors.base.Context.level). `alpha` holds for the
+    alerts that may page; `warning_alpha` for the warning-only ones (RefundSurge,
+    ComplaintSurge), which go to chat and buy speed with more false warnings."""
 
     alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.001
+    warning_alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.01
     horizon_s: Annotated[float, Field(gt=0)] = 86_400.0
 
 

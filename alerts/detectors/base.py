@@ -118,12 +118,21 @@ class Context:
 
     @property
     def level(self) -> float:
-        """One window's significance level for one series: its `alpha` spread over the
-        windows of `horizon_s`. The union bound over every test holds whatever the
-        correlation between overlapping spans and windows; hysteresis only adds margin."""
+        """One window's significance level for one series that may page: its `alpha`
+        spread over the windows of `horizon_s`. The union bound over every test holds
+        whatever the correlation between overlapping spans and windows; hysteresis only
+        adds margin."""
+        return self._window_level(self.thresholds.significance.alpha)
+
+    @property
+    def warning_level(self) -> float:
+        """As `level`, for a warning-only series: `warning_alpha` over the horizon."""
+        return self._window_level(self.thresholds.significance.warning_alpha)
+
+    def _window_level(self, alpha: float) -> float:
         s = self.thresholds.significance
         windows = max(1, round(s.horizon_s * 1000 / self.window_ms))
-        return per_test_alpha(s.alpha, windows, 1, 1)
+        return per_test_alpha(alpha, windows, 1, 1)
 
 
 class TrackKey(NamedTuple):

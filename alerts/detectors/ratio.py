@@ -45,6 +45,11 @@ class RatioDetector(WindowDetector):
     def severity(self, rate: float, expected: float, t: Thresholds) -> str:
         return "critical"
 
+    def window_level(self, ctx: Context) -> float:
+        """The series' significance level of one window: the paging budget's, unless the
+        alert can only ever be a warning."""
+        return ctx.level
+
     def sample(self, view: WindowView, track: Track, ctx: Context) -> Sample | None:
         return self.counts(view)
 
@@ -61,7 +66,7 @@ class RatioDetector(WindowDetector):
             return None
         expected = basis_rate(basis)
         pooled = spans(track.pool, self.volume(t), t.pooling.max_windows)
-        level = ctx.level / len(pooled)
+        level = self.window_level(ctx) / len(pooled)
         judged = []
         for span, (x, n) in enumerate(pooled, 1):
             if n <= 0:

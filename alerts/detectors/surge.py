@@ -2,7 +2,8 @@
 (its channels summed: a bad batch of goods is not a channel's problem) at least
 `baseline_factor` x the baseline and significantly so (Fisher's exact test, upper tail),
 over the last window or, with fewer than `pool_volume` paid orders per window, over up to
-`pooling.max_windows` windows. Warnings: costly, not an outage."""
+`pooling.max_windows` windows. Warnings: costly, not an outage; so judged on the warning
+budget (`significance.warning_alpha`), which pages a wave sooner than the paging one."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ class PaidOrderSurge(RatioDetector):
 
     def severity(self, rate: float, expected: float, t: Thresholds) -> str:
         return "warning"
+
+    def window_level(self, ctx: Context) -> float:
+        return ctx.warning_level  # never pages: judged on the warning budget
 
     def describe(self, j: Judgement, where: str, start_ms: int, ctx: Context) -> tuple[str, str]:
         return (
