@@ -8,12 +8,15 @@ that commit's files unpacked in a temporary directory, in the same run, alternat
 this tree. Each run starts a fresh worker, sends one warm-up body, then the 16 bodies at
 once from 16 threads while a 17th thread asks `/health` every 20 ms. Prints min / median /
 max over the runs of: the slowest of the 16 requests, and the median and largest `/health`
-latency during the burst. Needs the local stack; the machine is shared: expect spread.
+latency during the burst; then how long 200 clients that send a tenth of their body and
+stop stay connected (SALEWATCH_INGEST_READ_TIMEOUT_S, 10 s by default; given up after
+SLOW_WAIT_S). Needs the local stack; the machine is shared: expect spread.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import tempfile
 import threading
@@ -31,6 +34,7 @@ from tests.support.worker import Worker, WorkerFactory
 
 TOKEN = "benchmark-token-0123456789"
 BODIES, EVENTS_PER_BODY = 16, 5_000
+SLOW_CLIENTS, SLOW_WAIT_S = 200, 30.0
 
 
 def body() -> bytes:
@@ -75,6 +79,30 @@ def burst(worker: Worker) -> tuple[float, float, float]:
     return max(requests), statistics.median(health), max(health)
 
 
+def slow_clients(worker: Worker) -> float:
+    """Seconds until the last of SLOW_CLIENTS stalled uploads was closed by the worker."""
+    head = (
+        f"POST /ingest/clicks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+    ).encode()
+    sockets = [socket.create_connection(("127.0.0.1", worker.port)) for _ in range(SLOW_CLIENTS)]
+    started = time.monotonic()
+    for sock in sockets:
+        sock.sendall(head + b"[" + b" " * 999)
+        sock.settimeout(0.05)
+    open_ones = set(sockets)
+    while open_ones and time.monotonic() - started < SLOW_WAIT_S:
+        for sock in list(open_ones):
+            try:
+                if not sock.recv(65536):  # closed by the worker
+                    open_ones.discard(sock)
+            except TimeoutError:
+                pass
+    for sock in sockets:
+        sock.close()
+    return time.monotonic() - started if not open_ones else float("inf")
+
+
 def spread(values: list[float]) -> str:
     return " / ".join(
         f"{v * 1000:,.0f}" for v in (min(values), statistics.median(values), max(values))
@@ -88,6 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     stack = ensure_stack()
     results: dict[str, list[tuple[float, float, float]]] = {"this tree": [], args.baseline: []}
+    stalled: dict[str, list[float]] = {name: [] for name in results}
     with tempfile.TemporaryDirectory() as tmp:
         baseline = source_tree(args.baseline, Path(tmp))
         for run in range(args.runs):
@@ -97,7 +126,9 @@ def main() -> None:
                 workers = WorkerFactory(stack, run_dir)
                 workers.repo = source
                 try:
-                    results[name].append(burst(workers.start(ingest_token=TOKEN)))
+                    worker = workers.start(ingest_token=TOKEN)
+                    results[name].append(burst(worker))
+                    stalled[name].append(slow_clients(worker))
                 finally:
                     workers.stop_all()
     print(f"{BODIES} concurrent bodies of {EVENTS_PER_BODY:,} events, {args.runs} runs, "
@@ -108,6 +139,11 @@ def main() -> None:
         slowest, median, largest = zip(*rows, strict=True)
         print(f"| {name} | {spread(list(slowest))} | {spread(list(median))} | "
               f"{spread(list(largest))} |")  # fmt: skip
+    print(
+        f"\n{SLOW_CLIENTS} stalled uploads closed after (s; inf: still open at {SLOW_WAIT_S:g} s)"
+    )
+    for name, seconds in stalled.items():
+        print(f"| {name} | {' / '.join(f'{s:.1f}' for s in sorted(seconds))} |")
 
 
 if __name__ == "__main__":
