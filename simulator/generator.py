@@ -78,6 +78,7 @@ def _generate(config: ScenarioConfig, progress: Progress | None) -> Scenario:
 
     truth = account(scheduled, config)
     truth.inventory = outcome.final
+    truth.last_sale_ms = outcome.last_sale
     truth.expected_alerts, truth.allowed_alerts = derive_alerts(
         config, plan, [*outcome.stockouts, *outcome.running_low], truth
     )

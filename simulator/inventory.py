@@ -56,6 +56,7 @@ class RunningLow(StockOut):
 class InventoryOutcome:
     final: dict[tuple[str, str], int] = field(default_factory=dict)
     initial: dict[tuple[str, str], int] = field(default_factory=dict)
+    last_sale: dict[tuple[str, str], int] = field(default_factory=dict)  # latest hold ts
     stockouts: list[StockOut] = field(default_factory=list)
     running_low: list[RunningLow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -132,6 +133,9 @@ class InventoryPlanner:
                 key = (catalog.store_id, sku)
                 outcome.initial[key] = base
                 outcome.final[key] = available
+                holds = [ts for ts, _delta, kind in changes if kind == HOLD]
+                if holds:
+                    outcome.last_sale[key] = max(holds)
         return outcome
 
     def _random_changes(self) -> None:

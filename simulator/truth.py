@@ -15,7 +15,9 @@ Visitors are the users of impressions and clicks. A paying user of a window is a
 when the user's earliest counted paid order in it is a first purchase: its `first_purchase`
 flag, or else no counted paid order of the user at the store before it by (ts, event_id)
 within the buyer lookback; otherwise a returning buyer. Every delivery has one outcome per topic
-(OUTCOMES). Inventory is the event-time stock (latest snapshot by ts plus changes after it).
+(OUTCOMES). Inventory is the event-time stock (latest snapshot by ts plus changes after it);
+every pair is tracked from the scenario's start (its first snapshot) and `last_sale_ms` is
+its latest hold (order), for slow-moving stock.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class GroundTruth:
     events_by_type: dict[str, int] = field(default_factory=dict)
     deliveries: int = 0
     inventory: dict[tuple[str, str], int] = field(default_factory=dict)  # final available
+    last_sale_ms: dict[tuple[str, str], int] = field(default_factory=dict)  # latest hold ts
     expected_alerts: list[ExpectedAlert] = field(default_factory=list)
     allowed_alerts: list[ExpectedAlert] = field(default_factory=list)
     incidents: list[dict[str, Any]] = field(default_factory=list)
@@ -218,6 +221,19 @@ class GroundTruth:
             total.complaints += window.complaints
         return total
 
+    def quiet_since_ms(self, store_id: str, sku: str) -> int:
+        """Since when the pair has not sold: its latest hold, or the start of tracking."""
+        return max(self.start_ms, self.last_sale_ms.get((store_id, sku), self.start_ms))
+
+    def slow_moving(self, at_ms: int, quiet_ms: int) -> set[tuple[str, str]]:
+        """Pairs with stock at the end that sold nothing for `quiet_ms` before `at_ms` (the
+        slow-moving rule without the cover rule)."""
+        return {
+            pair
+            for pair, available in self.inventory.items()
+            if available > 0 and self.quiet_since_ms(*pair) + quiet_ms <= at_ms
+        }
+
     @property
     def gmv(self) -> Decimal:
         return sum((window.gmv for window in self.windows.values()), Decimal(0))
@@ -247,6 +263,10 @@ class GroundTruth:
             "inventory": [
                 {"store_id": store, "sku": sku, "available": available}
                 for (store, sku), available in sorted(self.inventory.items())
+            ],
+            "last_sales": [
+                {"store_id": store, "sku": sku, "ts": ts}
+                for (store, sku), ts in sorted(self.last_sale_ms.items())
             ],
             "expected_alerts": [alert.to_dict() for alert in self.expected_alerts],
             "allowed_alerts": [alert.to_dict() for alert in self.allowed_alerts],
@@ -280,6 +300,7 @@ class GroundTruth:
             },
             deliveries=data["deliveries"],
             inventory={(i["store_id"], i["sku"]): i["available"] for i in data["inventory"]},
+            last_sale_ms={(s["store_id"], s["sku"]): s["ts"] for s in data["last_sales"]},
             expected_alerts=[ExpectedAlert.from_dict(a) for a in data["expected_alerts"]],
             allowed_alerts=[ExpectedAlert.from_dict(a) for a in data["allowed_alerts"]],
             incidents=list(data["incidents"]),

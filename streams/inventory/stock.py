@@ -259,6 +259,8 @@ class StockState:
             return Applied.DUPLICATE
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
+        if kind in INVENTORY_KINDS:
+            self._tracked_at(ts)  # even a stale snapshot: it says stock was known then
         if kind == "snapshot":
             return self._snapshot(ts, qty)
         seen.add(change_id)
@@ -279,7 +281,6 @@ class StockState:
         """Tracking starts (earlier) at ts. Kept changes and entries from ts on that were
         pending now count; changes behind the fold line go into the base."""
         previous, self.start_ts = self.start_ts, ts
-        self._tracked_at(ts)
         if self.fold_ts is None:
             return
         for _, item_ts, qty in self.changes[:-1]:
@@ -297,12 +298,12 @@ class StockState:
             self.inexact_ts = ts
             return Applied.INEXACT_SNAPSHOT
         self.snapshot_ts, self.snapshot_value, self.base = ts, value, value
-        self._tracked_at(ts)
         # the entries at or before it are in its value; a later snapshot must be newer
         del self.entries[: bisect_right(self.entries, ts, key=_ts)]
         return Applied.COUNTED
 
     def _tracked_at(self, ts: int) -> None:
+        """The earliest inventory event's ts, whatever the order they arrive in."""
         if self.tracked_since is None or ts < self.tracked_since:
             self.tracked_since = ts
 
@@ -623,11 +624,13 @@ def apply_changes(
         seen = {item[0] for item in state.changes}
         changed = raw is None
         for change in key_changes:
+            tracked_since = state.tracked_since
             result = state.apply(change, seen, rules)
             out.applied[result] += 1
             if result is Applied.INEXACT_SNAPSHOT:
                 _warn_inexact(state, change)
-            changed = changed or result not in _NO_EFFECT
+            # a stale snapshot changes no stock but may move the start of tracking back
+            changed = changed or result not in _NO_EFFECT or state.tracked_since != tracked_since
             if change["kind"] == "restock" and result is not Applied.DUPLICATE:
                 out.restocks[change["store_id"]] += 1
         if not changed:

@@ -2,7 +2,8 @@
 depth (page views exact, visitors within the sketch bounds), traffic by source and
 category, after-sales (refund amount, returns, complaints), new and returning buyers
 (decided by event time, with the stores' own `first_purchase` flags), campaign spend and
-ROI; the metrics add up to the same truth.
+ROI; the metrics add up to the same truth; the slow-moving SKUs the API lists are those
+the truth says sold nothing for the configured minute.
 
 A backfill with random keys, duplicates, out-of-order and late events and order retries
 into two workers: arrival order is as far from event-time order as the pipeline sees.
@@ -22,11 +23,14 @@ import yaml
 from simulator import KeyMode, ScenarioConfig, generate, produce
 from tests.support.kafka import consume
 from tests.support.windows import window_differences, window_id
-from tests.support.worker import WorkerFactory
+from tests.support.worker import Worker, WorkerFactory
 
 pytestmark = pytest.mark.integration
 
 WINDOW_MS, GRACE_MS = 10_000, 3_000
+QUIET_MS = 60_000  # slow-moving after a minute unsold
+# a stock partition's event time (its latest change) may trail the scenario's end by this
+STREAM_LAG_MS = 15_000
 SPEND_APP = Decimal(9_000)  # per store, over the whole scenario
 
 
@@ -52,7 +56,9 @@ def test_operations_kpis_equal_the_ground_truth(workers: WorkerFactory, tmp_path
         "spend": {"app": str(SPEND_APP)},
     }]}))  # fmt: skip
     settings = {"window_ms": WINDOW_MS, "grace_ms": GRACE_MS, "idle_ms": 2_000,
-                "partitions": 4, "campaign_file": campaign}  # fmt: skip
+                "partitions": 4, "campaign_file": campaign,
+                "slow_moving_minutes": QUIET_MS / 60_000,
+                "slow_cover_hours": 1e6}  # only the quiet rule  # fmt: skip
     produce(scenario, workers.stack.kafka_bootstrap, topic_prefix=workers.topic_prefix)
     first, second = workers.start(**settings), workers.start(**settings)
 
@@ -78,6 +84,29 @@ def test_operations_kpis_equal_the_ground_truth(workers: WorkerFactory, tmp_path
     assert _sum(metrics, "salewatch_buyers_total{", 'kind="returning"') == returning
     assert _sum(metrics, "salewatch_complaints_total{") == sum(w.complaints for w in windows)
     assert _sum(metrics, "salewatch_returns_total{") == sum(w.returns for w in windows)
+
+    # slow-moving: the SKUs listed are those unsold for a minute before the end of the sale
+    # (event time), give or take how far a stock partition's event time trails the end
+    surely = truth.slow_moving(config.end_ms - STREAM_LAG_MS, QUIET_MS)
+    stores = sorted({store for store, _sku in truth.inventory})
+    deadline = time.monotonic() + 30
+    while True:  # the stage's tick turns quiet keys slow within a second or two
+        listed = _slow_listed(first, stores)
+        if surely <= listed or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert surely and surely <= listed <= truth.slow_moving(config.end_ms, QUIET_MS)
+    assert set(truth.inventory) - listed, "SKUs that sold recently are not slow"
+
+
+def _slow_listed(worker: Worker, stores: list[str]) -> set[tuple[str, str]]:
+    listed = set()
+    for store in stores:
+        status, body = worker.get(f"/api/stock/{store}?status=slow&limit=10000")
+        answer = orjson.loads(body)
+        assert status == 200 and answer["complete"], answer
+        listed |= {(s["store_id"], s["sku"]) for s in answer["skus"]}
+    return listed
 
 
 def _sum(expositions: list[str], prefix: str, *having: str) -> float:

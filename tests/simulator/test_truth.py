@@ -118,6 +118,26 @@ def test_periodic_snapshots_carry_the_true_stock(scenario: Scenario) -> None:
         assert all(ts != at for ts, _d in changes.get(key, []))
 
 
+def test_last_sales_are_each_pairs_latest_order(scenario: Scenario) -> None:
+    earliest: dict[str, tuple[int, dict[str, Any]]] = {}  # the order's hold: its first created
+    for _topic, _key, event in scenario.deliveries:
+        if event["type"] == "order_created":
+            ts = ts_ms(event["ts"])
+            if event["order_id"] not in earliest or ts < earliest[event["order_id"]][0]:
+                earliest[event["order_id"]] = (ts, event)
+    expected: dict[tuple[str, str], int] = {}
+    for ts, event in earliest.values():
+        for line in event["lines"]:
+            pair = (event["store_id"], line["sku"])
+            expected[pair] = max(expected.get(pair, ts), ts)
+    truth = scenario.truth
+    assert truth.last_sale_ms == expected
+    quiet_ms = 60_000
+    slow = truth.slow_moving(truth.end_ms, quiet_ms)
+    assert slow and slow != set(truth.inventory)
+    assert all(expected.get(pair, truth.start_ms) + quiet_ms <= truth.end_ms for pair in slow)
+
+
 def test_json_round_trip(scenario: Scenario) -> None:
     truth = scenario.truth
     again = GroundTruth.from_json(truth.to_json())

@@ -282,9 +282,15 @@ def test_slow_moving_unsold_for_a_while_or_far_below_the_rate_that_clears_it() -
     # half an hour later the rate has decayed 64-fold: the cover is weeks, far beyond 24 hours
     state.status = Status.OK
     assert state.evaluate(T0 + 31 * MIN, rules) is Status.SLOW
-    # a later snapshot is no sale: the quiet clock keeps running from the first one
+    # a later snapshot is no sale: the quiet clock keeps running from the first one, in
+    # either arrival order (the earlier one, stale for the stock, still moves it back)
     never_sold.apply(snapshot(T0 + 30 * MIN, 100), seen, rules)
     assert never_sold.quiet_due_ms(rules) == T0 + 60 * MIN
+    table: dict[str, bytes] = {}
+    for first in (snapshot(T0 + 30 * MIN, 100), snapshot(T0, 100)):
+        table.update(apply_changes(table, [first], rules).encoded)
+    late_first = StockState.decode(table["s1|A"])
+    assert late_first.quiet_due_ms(rules) == T0 + 60 * MIN
     sold_out = StockState()
     sold_out.apply(snapshot(T0, 0), set(), rules)
     assert sold_out.quiet_due_ms(rules) is None
