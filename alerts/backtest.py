@@ -15,6 +15,7 @@ line is not met, so the check fits a pre-sale pipeline.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import sys
@@ -35,6 +36,7 @@ from alerts.detectors import TrackKey
 from alerts.evaluation import FunnelEvaluator, Witness
 from alerts.lifecycle import AlertBook
 from streams.contract.errors import SalewatchError
+from streams.contract.kafka_security import KafkaSecurity
 from streams.contract.routing import merge_partition
 
 __all__ = [
@@ -244,13 +246,18 @@ def jsonl_windows(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def kafka_windows(
-    bootstrap: str, topic: str, since_ms: int | None, until_ms: int | None
+    bootstrap: str,
+    topic: str,
+    since_ms: int | None,
+    until_ms: int | None,
+    security: KafkaSecurity | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every record of the topic (beginning to the current end) whose window starts in
     [since, until)."""
     from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    options = (security or KafkaSecurity()).client_options()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
@@ -359,7 +366,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.windows is not None:
         windows = jsonl_windows(args.windows)
     elif args.kafka is not None:
-        windows = kafka_windows(args.kafka, args.topic, args.since, args.until)
+        security = KafkaSecurity.from_env(os.environ)  # as the workers read it
+        windows = kafka_windows(args.kafka, args.topic, args.since, args.until, security)
     else:
         truth = _truth(args)
         windows = scenario_windows(truth)

@@ -23,6 +23,7 @@ from simulator.producer import produce
 from simulator.progress import ProgressBar
 from simulator.scenario import Scenario
 from simulator.writers import write_jsonl, write_truth
+from streams.contract.kafka_security import KafkaSecurity
 
 __all__ = ["add_arguments", "main", "parse_incident", "run"]
 
@@ -159,7 +160,15 @@ def _run(args: argparse.Namespace) -> int:
             rate = done / max(time.perf_counter() - started, 1e-9)
             bar.update(done / total if total else 1.0, f"{done:,}/{total:,} events {rate:,.0f}/s")
 
-        produced = produce(scenario, bootstrap, args.topic_prefix, args.speed, progress=sent)
+        produced = produce(
+            scenario,
+            bootstrap,
+            args.topic_prefix,
+            args.speed,
+            progress=sent,
+            # SALEWATCH_KAFKA_SECURITY_PROTOCOL and the rest, as the workers read them
+            producer_options=KafkaSecurity.from_env(os.environ).client_options(),
+        )
         bar.close(f"{produced.events:,} events, {produced.events_per_s:,.0f} events/s")
     print(_summary(scenario, generate_s, produced, args))
     return 0
