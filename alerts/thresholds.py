@@ -62,7 +62,7 @@ class Significance(_Model):
     ComplaintSurge), which go to chat and buy speed with more false warnings."""
 
     alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.001
-    warning_alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.01
+    warning_alpha: Annotated[Probability, Field(gt=0, lt=1)] = 0.05
     horizon_s: Annotated[float, Field(gt=0)] = 86_400.0
 
 

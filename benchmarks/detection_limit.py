@@ -7,8 +7,10 @@ A rate of successes per trial (refund requests per paid order: 3%) jumps by `--f
 the simulator's refund wave) at a uniformly random point of a window. "Caught within N
 windows" means some test at the close of window 1, 2, ... or N fired (1: the window in which
 the surge began). With the default thresholds each window's tests of a series share the
-level `alerts.detectors.base.Context.level`, so all tests up to window N together have size
-at most N x level. By the Neyman-Pearson lemma no rule of that size detects the surge more
+level `alerts.detectors.base.Context.level` (an alert that may page: `significance.alpha`)
+or `Context.warning_level` (a warning-only alert such as RefundSurge:
+`significance.warning_alpha`), so all tests up to window N together have size at most
+N x level. By the Neyman-Pearson lemma no rule of that size detects the surge more
 often than the likelihood-ratio test of an oracle that knows the baseline rate exactly,
 when the surge began and how big it is: the binomial upper tail on exactly the surge's
 trials up to window N, at N x level. Its miss rate is therefore a floor for every detector
@@ -16,8 +18,8 @@ that keeps the budget (Fisher's test against a learnt baseline, pooling, mid-p o
 unconditional tests, CUSUM alike). Trials per window are Poisson; the start point is
 averaged over 40 points of the window. Exact sums, no simulation.
 
-Prints the oracle's miss rate per trials a minute, and the chance that it is never late
-over 20 incidents (the alert backtest's seeds).
+Prints, at both budgets, the oracle's miss rate per trials a minute and the chance that it
+is never late over 20 incidents (the alert backtest's seeds).
 """
 
 from __future__ import annotations
@@ -67,17 +69,30 @@ def main() -> None:
     parser.add_argument("--per-minute", type=float, nargs="+",
                         default=[50, 75, 100, 150, 200, 300], help="trials a minute")  # fmt: skip
     args = parser.parse_args()
-    level = Context(Thresholds(), WINDOW_MS).level
-    budget = args.windows * level
+    ctx = Context(Thresholds(), WINDOW_MS)
+    significance = ctx.thresholds.significance
+    budgets = {
+        f"paging (alpha {significance.alpha:g})": args.windows * ctx.level,
+        f"warning (warning_alpha {significance.warning_alpha:g})": args.windows * ctx.warning_level,
+    }
     print(
         f"# oracle: rate {args.base_rate:g} x{args.factor:g}, caught within {args.windows}"
-        f" windows of 60 s, tests of size {args.windows} x {level:.3g} = {budget:.3g}\n"
+        f" windows of 60 s; tests of size {args.windows} x the window's level: "
+        + ", ".join(f"{name} {size:.3g}" for name, size in budgets.items())
+        + "\n"
     )
-    print(f"| trials/min | oracle misses | never late over {SEEDS} incidents |")
-    print("|---:|---:|---:|")
+    print(
+        "| trials/min | "
+        + " | ".join(f"{name}: misses | never late over {SEEDS}" for name in budgets)
+        + " |"
+    )
+    print("|---:|" + "---:|---:|" * len(budgets))
     for per_minute in args.per_minute:
-        miss = oracle_miss(per_minute, args.base_rate, args.factor, args.windows, budget)
-        print(f"| {per_minute:g} | {miss:.1%} | {(1 - miss) ** SEEDS:.0%} |")
+        cells = []
+        for size in budgets.values():
+            miss = oracle_miss(per_minute, args.base_rate, args.factor, args.windows, size)
+            cells.append(f"{miss:.1%} | {(1 - miss) ** SEEDS:.0%}")
+        print(f"| {per_minute:g} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

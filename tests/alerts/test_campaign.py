@@ -114,6 +114,8 @@ def test_phase_thresholds_override_file_defaults_later_phases_win(tmp_path: Path
         ({"phases": [phase("p", 0, 1, traffic_multiplier=0)]}, "traffic_multiplier"),
         ({"phases": [phase("p", 0, 1, multiplier=2)]}, "multiplier: Extra inputs"),
         ({"thresholds": {"conversion": {"min_relative_drop": 2}}}, "thresholds: conversion"),
+        ({"thresholds": {"significance": {"warning_alpha": 0}}},
+         r"thresholds: significance\.warning_alpha"),
         ({"phases": [phase("peak", 0, 1, thresholds={"traffic": {"hysteresis": {
             "fire_k": 3, "fire_n": 2}}})]}, r"phases\[0\] \(peak\): thresholds"),
         ({"reference": [{"conversion": {"basket": 0.2}}]}, "reference"),
