@@ -239,6 +239,45 @@ def test_a_thin_store_refund_wave_is_judged_over_pooled_windows() -> None:
     assert [s.alertname for s in signals][:1] == ["RefundSurge"]
 
 
+# A refund wave (x5 from window 12, 17 s into it) at a store of about 75 paid orders a
+# minute: (refund requests, paid orders) of each window, its channels summed; seed 1 of
+# `python -m benchmarks.alert_backtest --families refund_wave`, the 1,000 clicks/min store.
+WAVE_AT_75_PER_MINUTE = [
+    (4, 66), (1, 51), (0, 69), (0, 75), (4, 93), (0, 81), (2, 84), (3, 67), (2, 70), (3, 83),
+    (3, 86), (5, 70), (7, 79), (9, 72), (7, 74), (8, 67), (9, 87), (13, 76),
+]  # fmt: skip
+WAVE_FIRST_WINDOW = 12
+
+
+def first_refund_alert(thresholds: Thresholds) -> int | None:
+    """Windows from the wave's first window to the one whose close fired RefundSurge."""
+    store = StoreDetector(store_id="s1")
+    for i, (requested, paid) in enumerate(WAVE_AT_75_PER_MINUTE):
+        fired = [s for s in store.evaluate(refunds(i, requested, paid), ctx(thresholds=thresholds))
+                 if s.alertname == "RefundSurge" and s.firing]  # fmt: skip
+        if fired:
+            assert i >= WAVE_FIRST_WINDOW, "fired before the wave"
+            return i - WAVE_FIRST_WINDOW + 1
+    return None
+
+
+def test_a_refund_wave_at_75_paid_orders_a_minute_is_warned_of_within_3_windows() -> None:
+    # warning-only: judged on the warning budget, which the paging budget would not allow
+    assert (delay := first_refund_alert(THRESHOLDS)) is not None and delay <= 3
+    paging_budget = THRESHOLDS.with_overrides({"significance": {"warning_alpha": 0.001}})
+    assert (late := first_refund_alert(paging_budget)) is not None and late > 3
+
+
+def test_alerts_that_may_page_keep_the_paging_budget() -> None:
+    loose = THRESHOLDS.with_overrides({"significance": {"warning_alpha": 0.5}})
+    paging_level = ctx(thresholds=loose).level
+    assert paging_level == ctx().level < ctx(thresholds=loose).warning_level
+    detector = warm()  # busy enough to be judged on one window, at the whole window's level
+    signals = feed(detector, [view(10, order=5, pay=30, failed=170)], thresholds=loose)
+    assert {s.alertname for s in signals} == {"ConversionDrop", "PaymentFailureSpike"}
+    assert all(f"(level {paging_level:.2g})" in s.description for s in signals)
+
+
 def test_detectors_survive_a_round_trip() -> None:
     detector = warm()
     feed(detector, [view(10, order=5)])
