@@ -15,12 +15,11 @@ telling the listeners: the new owner announces them.
 
 Slow-moving keys: a key that is ok with stock turns slow once its partition's event time
 passes the key's quiet due time without a sale. The stage keeps the due time of its ok keys
-in memory (`quiet`, a heap for the tick), filled on load and on every write.
+in memory (`quiet`, streams/inventory/quiet.py), filled on load and on every write.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from collections import Counter, defaultdict
@@ -33,6 +32,7 @@ import orjson
 from faust.types import EventT
 
 from streams.contract.routing import partition_for
+from streams.inventory.quiet import QuietIndex
 from streams.inventory.stock import (
     InventoryRules,
     Status,
@@ -40,6 +40,8 @@ from streams.inventory.stock import (
     StockState,
     StockStatus,
     apply_changes,
+    quiet_due,
+    quiet_since_of,
     reevaluate,
 )
 from streams.runtime.metrics import OTHER, TOP_SKUS, Metrics
@@ -89,10 +91,7 @@ class InventoryStage(BatchedStage):
         self.partitions: dict[int, PartitionMeta] = {}  # loaded partitions
         self._flag_counts: Counter[tuple[str, Status]] = Counter()  # by store label
         self._top_skus: dict[tuple[str, Status], set[str]] = defaultdict(set)  # exported
-        # ok keys with stock: key -> event time at which they turn slow without a sale, and
-        # the same as a heap of (due, key) for the tick (entries no longer in `quiet` skipped)
-        self.quiet: dict[str, int] = {}
-        self._quiet_heap: list[tuple[int, str]] = []
+        self.quiet = QuietIndex()  # ok keys with stock, by when they turn slow unsold
 
     def register(self) -> None:
         self.register_agent(self.topics.stock, "inventory")
@@ -110,7 +109,6 @@ class InventoryStage(BatchedStage):
         self.partitions.clear()
         self.index.clear()
         self.quiet.clear()
-        self._quiet_heap.clear()
         for label, status in list(self._flag_counts):
             self._gauge(status).labels(label).set(0)
         self._flag_counts.clear()
@@ -132,7 +130,8 @@ class InventoryStage(BatchedStage):
 
     async def _load(self, wanted: set[int]) -> None:
         """One scan of the table for the partitions in `wanted`: their meta, the keys that
-        are not OK and the quiet due time of those that are."""
+        are not OK and the quiet due time of those that are (from the value's header, so
+        most are not decoded)."""
         n = self.settings.partitions
         for p in wanted:
             self.partitions[p] = PartitionMeta()
@@ -143,9 +142,13 @@ class InventoryStage(BatchedStage):
                 if p in wanted:
                     self.partitions[p] = PartitionMeta(*orjson.loads(raw))
             elif partition_for(key, n) in wanted:
-                state = StockState.decode(raw)
+                quiet_since = quiet_since_of(raw)
+                if quiet_since is not None:  # OK with stock: the header says since when
+                    self.quiet.set(key, quiet_due(quiet_since, self.rules))
+                    continue
+                state = StockState.decode(raw)  # not OK (or OK, stored before the header)
                 if state.status is Status.OK:
-                    self._set_quiet(key, state.quiet_due_ms(self.rules))
+                    self.quiet.set(key, state.quiet_due_ms(self.rules))
                     continue
                 assert state.max_ts is not None
                 found.append(StockStatus.of(key, state, state.max_ts, self.rules, None))
@@ -180,7 +183,7 @@ class InventoryStage(BatchedStage):
             for key, raw in outcome.encoded.items():
                 self.table[key] = raw
         for key, due in outcome.quiet_due.items():
-            self._set_quiet(key, due)
+            self.quiet.set(key, due)
         if outcome.max_ts is not None:
             meta.stream_ms = max(meta.stream_ms or outcome.max_ts, outcome.max_ts)
         self.metrics.processed.labels("inventory").inc(len(changes))
@@ -221,13 +224,6 @@ class InventoryStage(BatchedStage):
             if flag is not Status.OK:
                 self._flag_counts[label, flag] += delta
                 self._gauge(flag).labels(label).set(self._flag_counts[label, flag])
-
-    def _set_quiet(self, key: str, due: int | None) -> None:
-        if due is None:
-            self.quiet.pop(key, None)
-        elif self.quiet.get(key) != due:
-            self.quiet[key] = due
-            heapq.heappush(self._quiet_heap, (due, key))
 
     def _gauge(self, status: Status) -> Any:
         m = self.metrics
@@ -286,7 +282,7 @@ class InventoryStage(BatchedStage):
                     continue
                 self.table[key] = state.encode()
                 if state.status is Status.OK:
-                    self._set_quiet(key, state.quiet_due_ms(self.rules))
+                    self.quiet.set(key, state.quiet_due_ms(self.rules))
             transitions.append(transition)
         await self._publish(transitions)
         # minutes to stock-out of the low keys changed with event time, transition or not
@@ -295,20 +291,16 @@ class InventoryStage(BatchedStage):
     def _quiet_due_now(self) -> list[StockStatus]:
         """Ok keys whose partition's event time passed their quiet due time: slow now."""
         transitions = []
-        heap, n = self._quiet_heap, self.settings.partitions
-        latest_ms = self._latest_stream_ms()
-        deferred = []
-        while heap and heap[0][0] <= latest_ms:
-            due, key = heapq.heappop(heap)
-            if self.quiet.get(key) != due:
-                continue  # sold (or written) since: a later entry stands for it
+        n = self.settings.partitions
+
+        def stream_ms(key: str) -> int | None:
+            meta = self.partitions.get(partition_for(key, n))
+            return None if meta is None else meta.stream_ms
+
+        for key in self.quiet.pop_due(self._latest_stream_ms(), stream_ms):
             p = partition_for(key, n)
-            meta = self.partitions.get(p)
-            now_ms = meta.stream_ms if meta is not None else None
-            if now_ms is None or now_ms < due:
-                deferred.append((due, key))  # its own partition is not there yet
-                continue
-            del self.quiet[key]
+            now_ms = stream_ms(key)
+            assert now_ms is not None
             with writing_to(p):
                 raw = self.table.get(key)
                 if raw is None:
@@ -318,8 +310,6 @@ class InventoryStage(BatchedStage):
                 if transition is not None:
                     self.table[key] = state.encode()
                     transitions.append(transition)
-        for item in deferred:
-            heapq.heappush(heap, item)
         return transitions
 
     def _latest_stream_ms(self) -> int:

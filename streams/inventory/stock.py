@@ -49,6 +49,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import struct
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -70,6 +71,8 @@ __all__ = [
     "StockState",
     "StockStatus",
     "apply_changes",
+    "quiet_due",
+    "quiet_since_of",
     "reevaluate",
     "split_key",
     "status_of",
@@ -93,7 +96,13 @@ class Status(enum.StrEnum):
 
 # First byte of an encoded state: lets a table scan skip the (many) keys that are fine.
 _STATUS_BYTE = {Status.OK: b"o", Status.LOW: b"l", Status.OUT: b"x", Status.SLOW: b"s"}
-_BYTE_STATUS = {byte[0]: status for status, byte in _STATUS_BYTE.items()}
+# An OK key with stock: `q` and its quiet-since ts (8 bytes) before the JSON, so a load scan
+# learns when it turns slow without decoding it.
+_QUIET_OK = b"q"
+_QUIET = struct.Struct(">q")
+_BYTE_STATUS = {byte[0]: status for status, byte in _STATUS_BYTE.items()} | {
+    _QUIET_OK[0]: Status.OK
+}
 
 
 @dataclass(frozen=True)
@@ -222,17 +231,20 @@ class StockState:
         """Event time of the latest hold (an order), None if the SKU never sold."""
         return self.rate_ts if self.rate > 0.0 else None
 
-    def quiet_due_ms(self, rules: InventoryRules) -> int | None:
-        """When, in event time, the SKU turns slow if nothing sells meanwhile (None: it
-        cannot, having no stock or no tracking)."""
+    def quiet_since_ms(self) -> int | None:
+        """Since when, in event time, the SKU has stock and no sale: its latest sale or the
+        start of tracking (None: no stock or no tracking, it cannot turn slow)."""
         if not self.tracked or self.available <= 0:
             return None
         started = self.tracked_since
         if started is None:  # a state saved before `tracked_since` was kept
             started = self.snapshot_ts if self.start_ts is None else self.start_ts
         assert started is not None
-        quiet_since = max(started, self.last_sale_ts or started)
-        return quiet_since + round(rules.slow_moving_minutes * MS_PER_MIN)
+        return max(started, self.last_sale_ts or started)
+
+    def quiet_due_ms(self, rules: InventoryRules) -> int | None:
+        """When, in event time, the SKU turns slow if nothing sells meanwhile."""
+        return quiet_due(self.quiet_since_ms(), rules)
 
     def evaluate(self, now_ms: int, rules: InventoryRules) -> Status:
         if not self.tracked:
@@ -423,7 +435,13 @@ class StockState:
 
     # --- encoding for the table (first byte: status) ----------------------------------
     def encode(self) -> bytes:
-        return _STATUS_BYTE[self.status] + orjson.dumps(
+        quiet_since = self.quiet_since_ms() if self.status is Status.OK else None
+        header = (
+            _STATUS_BYTE[self.status]
+            if quiet_since is None
+            else _QUIET_OK + _QUIET.pack(quiet_since)
+        )
+        return header + orjson.dumps(
             [
                 self.snapshot_ts,
                 self.snapshot_value,
@@ -443,7 +461,7 @@ class StockState:
 
     @classmethod
     def decode(cls, raw: bytes) -> StockState:
-        fields = orjson.loads(raw[1:])
+        fields = orjson.loads(raw[1 + _QUIET.size if raw[0] == _QUIET_OK[0] else 1 :])
         # states written before entries existed: their base and fold line mean the same;
         # before tracked_since: None (the quiet clock falls back to the tracking start)
         fields += [[], 0, None, None][len(fields) - _FIELDS_BEFORE_ENTRIES :]
@@ -499,6 +517,19 @@ def _unflat(flat: list[int]) -> list[Entry]:
 def status_of(raw: bytes) -> Status:
     """The status of an encoded state, without decoding the rest."""
     return _BYTE_STATUS[raw[0]]
+
+
+def quiet_since_of(raw: bytes) -> int | None:
+    """The quiet-since ts of an encoded OK state with stock, without decoding the rest;
+    None for other states (and for OK states written before it was kept: decode those)."""
+    return _QUIET.unpack_from(raw, 1)[0] if raw[0] == _QUIET_OK[0] else None
+
+
+def quiet_due(quiet_since_ms: int | None, rules: InventoryRules) -> int | None:
+    """When a SKU quiet since then turns slow."""
+    if quiet_since_ms is None:
+        return None
+    return quiet_since_ms + round(rules.slow_moving_minutes * MS_PER_MIN)
 
 
 def split_key(key: str) -> tuple[str, str]:

@@ -132,7 +132,7 @@ async def test_a_quiet_key_turns_slow_when_its_partitions_event_time_passes_the_
     stage.listeners.append(listener)
     outcome = apply_changes(stage.table.data, [stock("snapshot", T0, 10)], stage.rules)
     stage.table.data.update(outcome.encoded)
-    stage._set_quiet("s1|A", outcome.quiet_due["s1|A"])
+    stage.quiet.set("s1|A", outcome.quiet_due["s1|A"])
     p = stage.key_partition("s1", "A")
     stage.partitions[p] = PartitionMeta(stream_ms=T0 + HOUR - 1)
     assert stage._quiet_due_now() == []  # an hour unsold is due at T0 + 1 h, not before
@@ -141,7 +141,7 @@ async def test_a_quiet_key_turns_slow_when_its_partitions_event_time_passes_the_
     assert (slow.sku, slow.status, slow.previous, slow.last_sale_ts) == (
         "A", Status.SLOW, Status.OK, None,
     )  # fmt: skip
-    assert stage.quiet == {} and stage._quiet_due_now() == []
+    assert len(stage.quiet) == 0 and stage._quiet_due_now() == []
     await stage._publish([slow])
     assert value(stage, "salewatch_slow_moving_skus", "s1") == 1
     assert [s.sku for s in stage.flagged("s1", [Status.SLOW])] == ["A"] and heard == [slow]

@@ -22,6 +22,7 @@ from streams.inventory.stock import (
     StockState,
     StockStatus,
     apply_changes,
+    quiet_since_of,
     status_of,
 )
 
@@ -259,6 +260,10 @@ def test_low_needs_sales_and_recovers_when_they_stop() -> None:
     assert state.evaluate(T0 + 50 * MIN, rules) is Status.SLOW
 
 
+def sold_out_raw(rules: InventoryRules) -> bytes:
+    return apply_changes({}, [snapshot(T0, 0)], rules).encoded["s1|A"]
+
+
 def test_slow_moving_unsold_for_a_while_or_far_below_the_rate_that_clears_it() -> None:
     rules = InventoryRules(
         slow_moving_minutes=60, slow_cover_hours=24, velocity_half_life_ms=5 * MIN
@@ -291,6 +296,11 @@ def test_slow_moving_unsold_for_a_while_or_far_below_the_rate_that_clears_it() -
         table.update(apply_changes(table, [first], rules).encoded)
     late_first = StockState.decode(table["s1|A"])
     assert late_first.quiet_due_ms(rules) == T0 + 60 * MIN
+    # an OK key's encoding tells since when it is quiet without being decoded (load scans)
+    raw = StockState.decode(table["s1|A"]).encode()
+    assert status_of(raw) is Status.OK and quiet_since_of(raw) == T0
+    assert StockState.decode(raw) == StockState.decode(table["s1|A"])
+    assert quiet_since_of(sold_out_raw(rules)) is None
     sold_out = StockState()
     sold_out.apply(snapshot(T0, 0), set(), rules)
     assert sold_out.quiet_due_ms(rules) is None
