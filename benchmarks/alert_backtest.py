@@ -62,7 +62,8 @@ def incidents(family: str, store: int, start_s: float) -> list[Incident]:
     return [Incident(family, start_s, end_s, store=store)]
 
 
-def incident_run(seed: int, family: str, warmup_s: float) -> dict[str, Any]:
+def incident_truth(seed: int, family: str, warmup_s: float) -> Any:
+    """The ground truth of one incident run: the family on every store."""
     start_s = warmup_s + (seed * 17) % 60  # anywhere in a window
     injected = tuple(i for store in range(len(SIZES)) for i in incidents(family, store, start_s))
     # a platform has other stores: with every store silent no empty window is judged
@@ -73,8 +74,17 @@ def incident_run(seed: int, family: str, warmup_s: float) -> dict[str, Any]:
         stores=len(sizes), store_weights=sizes, skus_per_store=300, flash_sales=(),
         rush_multiplier=1.0, incidents=injected,
     )  # fmt: skip
-    truth = generate(config).truth
+    return generate(config).truth
+
+
+def incident_run(seed: int, family: str, warmup_s: float) -> dict[str, Any]:
+    truth = incident_truth(seed, family, warmup_s)
     result = replay(scenario_windows(truth), Calendar.build(CampaignFile()))
+    return judged_incidents(seed, family, truth, result)
+
+
+def judged_incidents(seed: int, family: str, truth: Any, result: Any) -> dict[str, Any]:
+    """Each expected alert's row (judged volume, delay) and the false alerts of a replay."""
     expected, allowed = truth_incidents(truth)
     rows = []
     for incident, alert in zip(expected, truth.expected_alerts, strict=True):
