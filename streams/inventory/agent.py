@@ -271,18 +271,13 @@ class InventoryStage(BatchedStage):
             if now_ms is None or now_ms - low.ts < REEVALUATE_MS:
                 continue
             key = f"{low.store_id}|{low.sku}"
-            with writing_to(p):
-                raw = self.table.get(key)
-                if raw is None:
-                    continue
-                state = StockState.decode(raw)
-                transition = reevaluate(key, state, now_ms, self.rules)
-                if transition is None:
-                    self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
-                    continue
-                self.table[key] = state.encode()
-                if state.status is Status.OK:
-                    self.quiet.set(key, state.quiet_due_ms(self.rules))
+            stored = self._reevaluate_stored(p, key, now_ms)
+            if stored is None:
+                continue
+            state, transition = stored
+            if transition is None:
+                self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
+                continue
             transitions.append(transition)
         await self._publish(transitions)
         # minutes to stock-out of the low keys changed with event time, transition or not
@@ -298,19 +293,29 @@ class InventoryStage(BatchedStage):
             return None if meta is None else meta.stream_ms
 
         for key in self.quiet.pop_due(self._latest_stream_ms(), stream_ms):
-            p = partition_for(key, n)
             now_ms = stream_ms(key)
             assert now_ms is not None
-            with writing_to(p):
-                raw = self.table.get(key)
-                if raw is None:
-                    continue
-                state = StockState.decode(raw)
-                transition = reevaluate(key, state, now_ms, self.rules)
-                if transition is not None:
-                    self.table[key] = state.encode()
-                    transitions.append(transition)
+            stored = self._reevaluate_stored(partition_for(key, n), key, now_ms)
+            if stored is not None and stored[1] is not None:
+                transitions.append(stored[1])
         return transitions
+
+    def _reevaluate_stored(
+        self, p: int, key: str, now_ms: int
+    ) -> tuple[StockState, StockStatus | None] | None:
+        """A stored key's state and transition as of its partition's event time, written
+        back if its status changed; an OK key keeps its quiet due time. None: not stored."""
+        with writing_to(p):
+            raw = self.table.get(key)
+            if raw is None:
+                return None
+            state = StockState.decode(raw)
+            transition = reevaluate(key, state, now_ms, self.rules)
+            if transition is not None:
+                self.table[key] = state.encode()
+        if state.status is Status.OK:
+            self.quiet.set(key, state.quiet_due_ms(self.rules))
+        return state, transition
 
     def _latest_stream_ms(self) -> int:
         marks = [meta.stream_ms for meta in self.partitions.values() if meta.stream_ms is not None]
