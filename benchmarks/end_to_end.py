@@ -41,16 +41,15 @@ import os
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # type: ignore[import-untyped]
 
-from benchmarks.process_usage import UsageSampler, children
+from benchmarks.process_usage import Poller, UsageSampler, children
 from simulator import Arrival, Grouping, Scenario, ScenarioConfig, generate, send, starting_ago
 from tests.support.differential import metric_samples
 from tests.support.kafka import delete_topics
@@ -202,36 +201,25 @@ def last_window_timestamp(
         consumer.close()
 
 
-class StockWatch:
+class StockWatch(Poller):
     """Polls the workers' applied stock changes; remembers when the sum last moved."""
 
     def __init__(self, workers: list[Worker]) -> None:
+        super().__init__(METRICS_POLL_S)
         self._workers = workers
         self.applied = 0.0
         self.last_change = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> StockWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            applied = 0.0
-            for worker in self._workers:
-                try:
-                    samples = metric_samples(worker.metrics(), "salewatch_processed_events_total")
-                except OSError:
-                    continue
-                applied += sum(v for labels, v in samples if labels.get("step") == "inventory")
-            if applied > self.applied:
-                self.applied, self.last_change = applied, time.time()
-            self._stop.wait(METRICS_POLL_S)
+    def sample(self) -> None:
+        applied = 0.0
+        for worker in self._workers:
+            try:
+                samples = metric_samples(worker.metrics(), "salewatch_processed_events_total")
+            except OSError:
+                continue
+            applied += sum(v for labels, v in samples if labels.get("step") == "inventory")
+        if applied > self.applied:
+            self.applied, self.last_change = applied, time.time()
 
 
 def source_tree(rev: str, tmp: Path) -> Path:
@@ -385,7 +373,7 @@ class Table:
                   f"{sum(r.buffer_full for r in runs)} |")  # fmt: skip
 
 
-def _median_or_dash(values: list[float | None]) -> str:
+def _median_or_dash(values: Sequence[float | None]) -> str:
     known = [v for v in values if v is not None]
     return f"{statistics.median(known):.2f}" if known else "-"
 

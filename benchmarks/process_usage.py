@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
-__all__ = ["UsageSampler", "children", "cpu_seconds", "peak_rss_mib"]
+__all__ = ["Poller", "UsageSampler", "children", "cpu_seconds", "peak_rss_mib"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -58,20 +59,15 @@ def children(pid: int, marker: str) -> list[int]:
     return found
 
 
-class UsageSampler:
-    """Samples the summed CPU seconds of each role's processes (`roles()` gives the pids
-    of each role, asked at every sample, so restarted children are followed)."""
+class Poller:
+    """Calls `sample()` every `interval_s` on a thread of its own, inside a `with` block."""
 
-    def __init__(self, roles: Callable[[], dict[str, list[int]]], interval_s: float = 0.05):
-        self._roles = roles
+    def __init__(self, interval_s: float) -> None:
         self._interval_s = interval_s
-        self._times: list[float] = []
-        self._samples: list[dict[str, float]] = []
-        self._peak_mib: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> UsageSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -81,16 +77,34 @@ class UsageSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = time.time()
-            roles = self._roles()
-            self._samples.append(
-                {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in roles.items()}
-            )
-            self._times.append(now)
-            for role, pids in roles.items():
-                peak = max((peak_rss_mib(pid) for pid in pids), default=0.0)
-                self._peak_mib[role] = max(self._peak_mib.get(role, 0.0), peak)
+            self.sample()
             self._stop.wait(self._interval_s)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class UsageSampler(Poller):
+    """Samples the summed CPU seconds of each role's processes (`roles()` gives the pids
+    of each role, asked at every sample, so restarted children are followed)."""
+
+    def __init__(self, roles: Callable[[], dict[str, list[int]]], interval_s: float = 0.05):
+        super().__init__(interval_s)
+        self._roles = roles
+        self._times: list[float] = []
+        self._samples: list[dict[str, float]] = []
+        self._peak_mib: dict[str, float] = {}
+
+    def sample(self) -> None:
+        now = time.time()
+        roles = self._roles()
+        self._samples.append(
+            {role: sum(cpu_seconds(pid) for pid in pids) for role, pids in roles.items()}
+        )
+        self._times.append(now)
+        for role, pids in roles.items():
+            peak = max((peak_rss_mib(pid) for pid in pids), default=0.0)
+            self._peak_mib[role] = max(self._peak_mib.get(role, 0.0), peak)
 
     def _cpu_at(self, at: float, role: str) -> float:
         """The role's CPU seconds at wall-clock time `at` (linear between samples)."""

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import orjson
-from kafka import KafkaProducer
+from kafka import KafkaProducer  # type: ignore[import-untyped]
 
 from benchmarks.end_to_end import arrival_of
 from simulator import ScenarioConfig, generate, send, starting_ago
