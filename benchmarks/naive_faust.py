@@ -3,13 +3,14 @@
 One agent per input topic, Faust's JSON codec, one pydantic validation and one windowed-
 table update per event (`app.Table(...).tumbling(...)`). Run as
 `python -m benchmarks.naive_faust worker`; it reads SALEWATCH_KAFKA_BOOTSTRAP,
-SALEWATCH_TOPIC_PREFIX, SALEWATCH_APP_ID and SALEWATCH_WEB_PORT and serves its event count
-on /count.
+SALEWATCH_TOPIC_PREFIX, SALEWATCH_APP_ID, SALEWATCH_WEB_PORT and SALEWATCH_DATA_DIR and
+serves its event count on /count.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 import faust
@@ -24,6 +25,8 @@ app = faust.App(
     web_host="127.0.0.1",
     web_bind="127.0.0.1",
     store="memory://",
+    # Faust's default is a folder in the working directory: the repository
+    datadir=os.environ.get("SALEWATCH_DATA_DIR") or tempfile.mkdtemp(prefix="naive-faust-"),
     topic_partitions=4,
     value_serializer="json",
 )
