@@ -58,7 +58,6 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_commit_interval=1.0,
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
-    app.producer.buffer.max_messages = producing.changelog_buffer_messages(settings)
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
     funnel = FunnelStage(app, settings, topics, metrics)
