@@ -82,8 +82,9 @@ def account(
         topic = TOPICS[topic_index]
         start = ts - ts % window_ms
         stream = None if streams is None else streams[index]
-        is_late = stream_ms.get(stream, -1) >= start + close_after
-        if ts > stream_ms.get(stream, -1):
+        read_ms = stream_ms.get(stream, -1)
+        is_late = read_ms >= start + close_after
+        if ts > read_ms:
             stream_ms[stream] = ts
         if event_id in seen_on_time or (is_late and event_id in seen_late):
             outcomes[topic]["duplicate"] += 1
