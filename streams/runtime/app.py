@@ -56,6 +56,9 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         producer_max_request_size=producing.MAX_REQUEST_BYTES,
         stream_buffer_maxsize=max(4096, settings.batch_max_messages * 2),
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.session_timeout_ms / 3000,
+        table_standby_replicas=settings.table_standby_replicas,
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
     topics = Topics.declare(app, settings)

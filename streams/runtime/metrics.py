@@ -144,8 +144,13 @@ class Metrics:
             "salewatch_health_check",
             "1 while a health check passes, 0 while it fails (the reasons of /health: "
             "ingest_running, ingest_delivering, ingest_reporting, kafka_reachable, "
-            "agents_running)",
+            "agents_running, tables_ready)",
             ["check"],
+            registry=r,
+        )
+        self.restore_remaining = Gauge(
+            "salewatch_restore_remaining_records",
+            "Changelog records this worker still reads before its tables serve (0: restored)",
             registry=r,
         )
         self.produce_errors = Counter(

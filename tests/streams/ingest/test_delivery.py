@@ -21,7 +21,7 @@ from streams.ingest.process import (
 from streams.ingest.supervisor import IngestServer
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import load_settings
-from streams.runtime.web import WorkerStatus
+from streams.runtime.web import Restore, WorkerStatus
 
 
 class FakeProducer:
@@ -71,17 +71,21 @@ async def test_a_send_never_answered_fails_after_the_timeout(
     assert failed.value.failed == Counter({"sw.events": 1})
 
 
+RESTORED = Restore(restoring=False, remaining_records=0, partitions=0)
+
+
 def test_the_worker_counts_failed_sends_and_is_unhealthy_until_the_next_commit() -> None:
     metrics, status = Metrics(), WorkerStatus(ingest_running=True)
     server = IngestServer(metrics, status, lambda name: None)
     server._dispatch(None, "failed", {"sw.deadletter": 3})  # type: ignore[arg-type]
-    assert not status.checks(crashed_agents=[])["ingest_delivering"]
+    assert not status.checks(crashed_agents=[], restore=RESTORED)["ingest_delivering"]
     value = metrics.registry.get_sample_value(
         "salewatch_produce_errors_total", {"topic": "sw.deadletter"}
     )
     assert value == 3
     server._dispatch(None, "committed", None)  # type: ignore[arg-type]
-    assert all(status.checks(crashed_agents=[]).values())  # the commit was its report too
+    # the commit was its report too
+    assert all(status.checks(crashed_agents=[], restore=RESTORED).values())
 
 
 async def test_after_the_last_pause_stage_1_gives_up_loudly() -> None:
