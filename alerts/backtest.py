@@ -34,6 +34,7 @@ from alerts.campaign import Calendar, CampaignFile, load_calendar
 from alerts.clock import iso_ms
 from alerts.detectors import TrackKey
 from alerts.evaluation import FunnelEvaluator, Witness
+from alerts.fleet import FleetRates
 from alerts.lifecycle import AlertBook
 from streams.contract.errors import SalewatchError
 from streams.contract.kafka_security import KafkaSecurity
@@ -141,8 +142,10 @@ def replay(
         window_ms = record["window_end"] - record["window_start"]
     if not by_start:
         raise BacktestError("no windows to replay")
-    witness = Witness()
-    evaluators = [FunnelEvaluator(q, window_ms, calendar, witness) for q in range(partitions)]
+    witness, fleet = Witness(), FleetRates()
+    evaluators = [
+        FunnelEvaluator(q, window_ms, calendar, witness, fleet) for q in range(partitions)
+    ]
     book = AlertBook("")
     open_episodes: dict[TrackKey, Episode] = {}
     result = Backtest(window_ms, min(by_start), max(by_start) + window_ms)

@@ -12,18 +12,22 @@ at slightly different moments, so an empty window waits up to `DEFER_WINDOWS` fo
 witness before it is skipped.
 
 Windows are judged in event-time order per key; store-wide detectors get the sum of the
-store's channels per window (stage 3 is partitioned by store, so all are here).
+store's channels per window (stage 3 is partitioned by store, so all are here), and the
+prior the worker's other stores give their sparse rates (`FleetRates`, shared like the
+witness).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerts.campaign import Calendar
 from alerts.detectors import ChannelDetector, Context, Signal, StoreDetector, WindowView
+from alerts.fleet import FleetRates, Prior
+from alerts.thresholds import Thresholds
 
 __all__ = ["Advance", "FunnelEvaluator", "Witness"]
 
@@ -63,12 +67,18 @@ class Advance:
 
 class FunnelEvaluator:
     def __init__(
-        self, partition: int, window_ms: int, calendar: Calendar, witness: Witness | None = None
+        self,
+        partition: int,
+        window_ms: int,
+        calendar: Calendar,
+        witness: Witness | None = None,
+        fleet: FleetRates | None = None,
     ) -> None:
         self.partition = partition
         self.window_ms = window_ms
         self.calendar = calendar
         self.witness = witness if witness is not None else Witness()
+        self.fleet = fleet if fleet is not None else FleetRates()
         self.channels: dict[ChannelKey, ChannelDetector] = {}
         self.stores: dict[str, StoreDetector] = {}
         self.pending: dict[ChannelKey, dict[int, WindowView]] = defaultdict(dict)
@@ -81,6 +91,9 @@ class FunnelEvaluator:
             self.channels[detector.store_id, detector.channel] = detector
         for store in stores:
             self.stores[store.store_id] = store
+            start = store.next_start or 0
+            t = self.calendar.thresholds(store.store_id, "", start, start + self.window_ms)
+            self._share(store, t)
 
     def add(self, record: dict[str, Any]) -> None:
         view = WindowView.from_record(record)
@@ -176,6 +189,7 @@ class FunnelEvaluator:
             out.signals.extend(detector.resolve_all(last + self.window_ms))
             del self.stores[store_id]
             self.store_sums.pop(store_id, None)
+            self.fleet.forget(store_id)
             out.forgotten_stores.add(store_id)
             return
         limit = min((d.next_start for d in channels if d.next_start is not None), default=None)
@@ -187,8 +201,25 @@ class FunnelEvaluator:
                 continue
             view = WindowView(store_id, "", start, start + self.window_ms, {"pay": paid}, paid,
                               refund_requested=refunds, complaints=complaints)  # fmt: skip
-            out.signals.extend(detector.evaluate(view, self.context(store_id, "", start)))
+            ctx = self.context(store_id, "", start)
+            ctx = replace(ctx, priors=self._priors(detector, ctx))
+            out.signals.extend(detector.evaluate(view, ctx))
+            self._share(detector, ctx.thresholds)
             detector.next_start = start + self.window_ms
             out.stores.add(store_id)
         if not sums:
             self.store_sums.pop(store_id, None)
+
+    def _priors(self, store: StoreDetector, ctx: Context) -> dict[str, Prior]:
+        """The fleet's prior for each of the store's rates that the other stores give one."""
+        priors = {}
+        for detector in store.detectors(ctx.thresholds):
+            prior = self.fleet.prior(detector.alertname, store.store_id)
+            if prior is not None:
+                priors[detector.alertname] = prior
+        return priors
+
+    def _share(self, store: StoreDetector, t: Thresholds) -> None:
+        """Tell the fleet the store's baselines as they are now."""
+        for alertname, (successes, trials) in store.baselines(t).items():
+            self.fleet.update(alertname, store.store_id, successes, trials)

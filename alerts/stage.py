@@ -29,6 +29,7 @@ from alerts.campaign import calendar_of
 from alerts.clock import wall_ms
 from alerts.detectors import ChannelDetector, Signal, StoreDetector, stock_signals
 from alerts.evaluation import Advance, FunnelEvaluator, Witness
+from alerts.fleet import FleetRates
 from alerts.lifecycle import Alert, AlertBook, Update
 from alerts.notifier import AlertmanagerNotifier
 from streams.contract.routing import merge_partition
@@ -75,6 +76,7 @@ class AlertStage:
         )
         self.evaluators: dict[int, FunnelEvaluator] = {}
         self.witness = Witness()  # windows in which any store on this worker had events
+        self.fleet = FleetRates()  # the baselines of this worker's stores (alerts.fleet)
         self.loaded: set[int] = set()  # partitions whose firing alerts are in the book
         self._gauge_labels: set[tuple[str, str]] = set()
 
@@ -100,6 +102,7 @@ class AlertStage:
 
     async def _forget_partitions(self, *args: Any, **kwargs: Any) -> None:
         self.evaluators.clear()
+        self.fleet = FleetRates()  # the stores of the partitions kept are restored again
         self.loaded.clear()
         self.book.forget()
         if self.notifier is not None:
@@ -109,7 +112,9 @@ class AlertStage:
     def _evaluator(self, q: int) -> FunnelEvaluator:
         evaluator = self.evaluators.get(q)
         if evaluator is None:
-            evaluator = FunnelEvaluator(q, self.settings.window_ms, self.calendar, self.witness)
+            evaluator = FunnelEvaluator(
+                q, self.settings.window_ms, self.calendar, self.witness, self.fleet
+            )
             channels, stores = [], []
             prefix = f"{q}|"
             for key, raw in list(self.detectors_table.items()):

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 from alerts.baseline import PRIOR_SUCCESSES, PRIOR_TRIALS, Baseline
 from alerts.campaign import Reference
 from alerts.clock import iso_ms
+from alerts.fleet import Prior
 from alerts.hysteresis import Change, Hysteresis
 from alerts.significance import per_test_alpha
 from alerts.thresholds import HysteresisRule, Thresholds, Transition
@@ -115,6 +116,7 @@ class Context:
     boundary: bool = False  # near a scheduled phase boundary: not judged
     learn: bool = True  # baselines may learn from this window (phase `baseline: follow`)
     reference: Reference | None = None
+    priors: Mapping[str, Prior] = field(default_factory=dict)  # per alert: the fleet's
 
     @property
     def level(self) -> float:
@@ -194,11 +196,17 @@ class Track:
             return True
         return False
 
-    def basis(self, t: Thresholds, reference: float | None) -> tuple[int, int] | float | None:
-        """What a rate is tested against: the baseline's counts once it has `min_windows`,
-        else the reference profile's rate, else nothing (no judgement)."""
+    def basis(
+        self, t: Thresholds, reference: float | None, prior: Prior | None = None
+    ) -> tuple[int, int] | float | None:
+        """What a rate is tested against: the baseline's counts once it has `min_windows`
+        (with the fleet's prior's pseudo-counts added, if any), else the reference
+        profile's rate, else nothing (no judgement)."""
         if self.baseline.windows >= t.baseline.min_windows and self.baseline.volume > 0:
-            return self.baseline.counts()
+            successes, trials = self.baseline.counts()
+            if prior is None:
+                return successes, trials
+            return round(successes + prior.successes), round(trials + prior.trials)
         return reference
 
     def learn(self, sample: Sample | None, clean: bool, t: Thresholds) -> None:

@@ -61,7 +61,7 @@ class RatioDetector(WindowDetector):
 
     def judge(self, track: Track, ctx: Context) -> Judgement | None:
         t = ctx.thresholds
-        basis = track.basis(t, self.reference(ctx))
+        basis = track.basis(t, self.reference(ctx), ctx.priors.get(self.alertname))
         if basis is None:
             return None
         expected = basis_rate(basis)

@@ -109,6 +109,15 @@ class StoreDetector(KeyDetectors):
     def detectors(self, t: Thresholds) -> list[WindowDetector]:
         return [RefundSurge(), ComplaintSurge()]
 
+    def baselines(self, t: Thresholds) -> dict[str, tuple[int, int]]:
+        """Per alert, the baseline's counts once it has `min_windows` (what the other
+        stores learn from this one: alerts.fleet)."""
+        out = {}
+        for key, track in self.tracks.items():
+            if track.baseline.windows >= t.baseline.min_windows:
+                out[key.alertname] = track.baseline.counts()
+        return out
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StoreDetector:
         detector = cls(store_id=data["store_id"])

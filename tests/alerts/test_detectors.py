@@ -16,6 +16,7 @@ from alerts.detectors import (
     WindowView,
     stock_signals,
 )
+from alerts.fleet import Prior
 from alerts.thresholds import Thresholds
 from streams.inventory.stock import Status, StockStatus
 
@@ -249,11 +250,11 @@ WAVE_AT_75_PER_MINUTE = [
 WAVE_FIRST_WINDOW = 12
 
 
-def first_refund_alert(thresholds: Thresholds) -> int | None:
+def refund_wave_delay(windows: list[tuple[int, int]], **context: Any) -> int | None:
     """Windows from the wave's first window to the one whose close fired RefundSurge."""
     store = StoreDetector(store_id="s1")
-    for i, (requested, paid) in enumerate(WAVE_AT_75_PER_MINUTE):
-        fired = [s for s in store.evaluate(refunds(i, requested, paid), ctx(thresholds=thresholds))
+    for i, (requested, paid) in enumerate(windows):
+        fired = [s for s in store.evaluate(refunds(i, requested, paid), ctx(**context))
                  if s.alertname == "RefundSurge" and s.firing]  # fmt: skip
         if fired:
             assert i >= WAVE_FIRST_WINDOW, "fired before the wave"
@@ -263,9 +264,27 @@ def first_refund_alert(thresholds: Thresholds) -> int | None:
 
 def test_a_refund_wave_at_75_paid_orders_a_minute_is_warned_of_within_3_windows() -> None:
     # warning-only: judged on the warning budget, which the paging budget would not allow
-    assert (delay := first_refund_alert(THRESHOLDS)) is not None and delay <= 3
+    assert (delay := refund_wave_delay(WAVE_AT_75_PER_MINUTE)) is not None and delay <= 3
     paging_budget = THRESHOLDS.with_overrides({"significance": {"warning_alpha": 0.001}})
-    assert (late := first_refund_alert(paging_budget)) is not None and late > 3
+    assert (
+        late := refund_wave_delay(WAVE_AT_75_PER_MINUTE, thresholds=paging_budget)
+    ) is not None and late > 3
+
+
+# Seed 6 of the same backtest, the same store: a wave from 42 s into window 12, after a
+# history that put the usual rate at 4.6% (it is 3%).
+WAVE_AFTER_A_HIGH_HISTORY = [
+    (6, 64), (5, 73), (2, 59), (5, 69), (4, 78), (4, 82), (2, 65), (2, 71), (2, 65), (0, 76),
+    (1, 69), (1, 72), (0, 65), (10, 73), (12, 71), (9, 74), (9, 71), (10, 71),
+]  # fmt: skip
+
+
+def test_the_fleets_prior_corrects_a_short_history_that_noise_put_high() -> None:
+    assert refund_wave_delay(WAVE_AFTER_A_HIGH_HISTORY) == 4
+    fleet = {"RefundSurge": Prior(successes=90, trials=3_000)}  # other stores: 3%
+    assert refund_wave_delay(WAVE_AFTER_A_HIGH_HISTORY, priors=fleet) == 3
+    # and it never makes a normal history fire
+    assert refund_wave_delay(WAVE_AFTER_A_HIGH_HISTORY[:WAVE_FIRST_WINDOW], priors=fleet) is None
 
 
 def test_alerts_that_may_page_keep_the_paging_budget() -> None:

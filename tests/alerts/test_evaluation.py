@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from alerts.campaign import Calendar, CampaignFile
 from alerts.detectors import ChannelDetector, Sample, StoreDetector, TrackKey
 from alerts.evaluation import DEFER_WINDOWS, FunnelEvaluator, Witness
+from alerts.fleet import FleetRates
 
 W = 10_000
 CALENDAR = Calendar.build(CampaignFile())
@@ -130,3 +133,20 @@ def test_restored_detectors_carry_on() -> None:
     again.restore([channel], [store])
     fired = run(again, range(10, 12), [("s2", "app")])
     assert [(name, firing) for name, _, firing in fired] == [("TrafficDrop", True)]
+
+
+def test_the_partitions_of_a_worker_share_their_stores_refund_baselines() -> None:
+    witness, fleet = Witness(), FleetRates()
+    first, second = (FunnelEvaluator(q, W, CALENDAR, witness, fleet) for q in (0, 1))
+    stores = {first: ["s1", "s2"], second: ["s3", "s4"]}
+    for i in range(12):
+        for evaluator, names in stores.items():
+            for store in names:
+                evaluator.add(record(store, "app", i, clicks=1_200, refunds=3))  # 3 of 100
+            evaluator.advance((i + 1) * W)
+    prior = fleet.prior("RefundSurge", "s1")
+    assert prior is not None and prior.successes / prior.trials == pytest.approx(0.03)
+    # a worker that restores a store tells the fleet its baseline at once
+    again = FunnelEvaluator(0, W, CALENDAR, witness, FleetRates())
+    again.restore([], [StoreDetector.from_json(first.stores["s1"].to_json())])
+    assert again.fleet.counts["RefundSurge"] == {"s1": (3 * 7, 100 * 7)}
