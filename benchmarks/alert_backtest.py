@@ -1,11 +1,11 @@
 """Backtest of the business alerts on simulated sales: recall, detection delay, false alerts.
 
     python -m benchmarks.alert_backtest [--seeds 20] [--jobs 2] [--families ...]
-        [--warmup-minutes 12] [--no-decoys]
+        [--warmup-minutes 12] [--no-decoys] [--sizes 10 30 100 300 1000 5000]
 
 Per seed, the simulator generates (no Kafka: its ground-truth windows are what the pipeline
-emits) six stores of 10, 30, 100, 300, 1,000 and 5,000 clicks a minute (four channels:
-app 55%, miniapp 20%, web 15%, live 10%) and replays the windows through the detectors
+emits) six stores of 10, 30, 100, 300, 1,000 and 5,000 clicks a minute (or `--sizes`; four
+channels: app 55%, miniapp 20%, web 15%, live 10%) and replays the windows through the detectors
 with alerts.backtest (60 s windows, default thresholds):
 
 - incident families, each on every store, 6 minutes from a start that varies with the seed
@@ -62,13 +62,17 @@ def incidents(family: str, store: int, start_s: float) -> list[Incident]:
     return [Incident(family, start_s, end_s, store=store)]
 
 
-def incident_truth(seed: int, family: str, warmup_s: float) -> Any:
+def incident_truth(
+    seed: int, family: str, warmup_s: float, store_sizes: tuple[int, ...] = SIZES
+) -> Any:
     """The ground truth of one incident run: the family on every store."""
     start_s = warmup_s + (seed * 17) % 60  # anywhere in a window
-    injected = tuple(i for store in range(len(SIZES)) for i in incidents(family, store, start_s))
+    injected = tuple(
+        i for store in range(len(store_sizes)) for i in incidents(family, store, start_s)
+    )
     # a platform has other stores: with every store silent no empty window is judged
     # (a feed outage, not a store outage: alerts.evaluation)
-    sizes = (*SIZES, BYSTANDER) if family == "store_outage" else SIZES
+    sizes = (*store_sizes, BYSTANDER) if family == "store_outage" else store_sizes
     config = ScenarioConfig(
         seed=seed, duration_s=start_s + INCIDENT_S + 60, base_rate=base_rate(sum(sizes)),
         stores=len(sizes), store_weights=sizes, skus_per_store=300, flash_sales=(),
@@ -77,13 +81,15 @@ def incident_truth(seed: int, family: str, warmup_s: float) -> Any:
     return generate(config).truth
 
 
-def incident_run(seed: int, family: str, warmup_s: float) -> dict[str, Any]:
-    truth = incident_truth(seed, family, warmup_s)
+def incident_run(seed: int, family: str, warmup_s: float, sizes: tuple[int, ...]) -> dict[str, Any]:
+    truth = incident_truth(seed, family, warmup_s, sizes)
     result = replay(scenario_windows(truth), Calendar.build(CampaignFile()))
-    return judged_incidents(seed, family, truth, result)
+    return judged_incidents(seed, family, truth, result, sizes)
 
 
-def judged_incidents(seed: int, family: str, truth: Any, result: Any) -> dict[str, Any]:
+def judged_incidents(
+    seed: int, family: str, truth: Any, result: Any, sizes: tuple[int, ...] = SIZES
+) -> dict[str, Any]:
     """Each expected alert's row (judged volume, delay) and the false alerts of a replay."""
     expected, allowed = truth_incidents(truth)
     rows = []
@@ -93,7 +99,7 @@ def judged_incidents(seed: int, family: str, truth: Any, result: Any) -> dict[st
             per_window = alert.evidence.get("baseline_per_window")
         rows.append({
             "seed": seed, "family": family, "alertname": incident.alertname,
-            "size": SIZES[int(incident.labels["store_id"].split("-")[1])],
+            "size": sizes[int(incident.labels["store_id"].split("-")[1])],
             "labels": incident.labels,
             "per_minute": (per_window or 0) * 60_000 / WINDOW_MS,
             "delay": delay(result, incident),
@@ -101,17 +107,17 @@ def judged_incidents(seed: int, family: str, truth: Any, result: Any) -> dict[st
     return {"rows": rows, **_false(result, [*expected, *allowed])}
 
 
-def decoy_run(seed: int, quiet: bool) -> dict[str, Any]:
+def decoy_run(seed: int, quiet: bool, store_sizes: tuple[int, ...]) -> dict[str, Any]:
     start = datetime(2026, 11, 10, 23, 50, tzinfo=CST)
-    sizes = tuple(size / 20 for size in SIZES) if quiet else SIZES
+    sizes = tuple(size / 20 for size in store_sizes) if quiet else store_sizes
     rush = (3.0, 5.0, 10.0, 20.0)[seed % 4]
     rush_minutes = 2.0 + seed % 2
-    flash = FlashSale(start_s=900, end_s=1140, store=seed % len(SIZES), surge=2.0)
-    price = FlashSale(start_s=300, end_s=1400, store=(seed + 3) % len(SIZES), skus=50,
+    flash = FlashSale(start_s=900, end_s=1140, store=seed % len(sizes), surge=2.0)
+    price = FlashSale(start_s=300, end_s=1400, store=(seed + 3) % len(sizes), skus=50,
                       surge=0.0, price_factor=0.7)  # fmt: skip
     config = ScenarioConfig(
         seed=1000 + seed, start=start, duration_s=1500, base_rate=base_rate(sum(sizes)),
-        stores=len(SIZES), store_weights=sizes, skus_per_store=300,
+        stores=len(sizes), store_weights=sizes, skus_per_store=300,
         flash_sales=() if quiet else (flash, price), rush_multiplier=1.0 if quiet else rush,
         rush_minutes=rush_minutes,
     )  # fmt: skip
@@ -143,11 +149,11 @@ def _false(result: Any, known: list[Any]) -> dict[str, Any]:
     return {"hours": result.hours, "false": false}
 
 
-def _task(task: tuple[str, int, str, float]) -> tuple[str, dict[str, Any]]:
-    kind, seed, name, warmup_s = task
+def _task(task: tuple[str, int, str, float, tuple[int, ...]]) -> tuple[str, dict[str, Any]]:
+    kind, seed, name, warmup_s, sizes = task
     if kind == "incident":
-        return kind, incident_run(seed, name, warmup_s)
-    return kind, decoy_run(seed, quiet=name == "quiet")
+        return kind, incident_run(seed, name, warmup_s, sizes)
+    return kind, decoy_run(seed, name == "quiet", sizes)
 
 
 def main() -> None:
@@ -158,12 +164,17 @@ def main() -> None:
     parser.add_argument("--warmup-minutes", type=float, default=12.0,
                         help="normal traffic before the incidents (default 12)")  # fmt: skip
     parser.add_argument("--no-decoys", action="store_true", help="incident runs only")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
+                        help="clicks a minute of each store (default: the six above)")  # fmt: skip
     args = parser.parse_args()
     began = time.monotonic()
     warmup_s = args.warmup_minutes * 60
-    tasks = [("incident", s, f, warmup_s) for s in range(args.seeds) for f in args.families]
+    sizes = tuple(args.sizes)
+    tasks = [("incident", s, f, warmup_s, sizes) for s in range(args.seeds)
+             for f in args.families]  # fmt: skip
     if not args.no_decoys:
-        tasks += [("decoy", s, n, 0.0) for s in range(args.seeds) for n in ("sale", "quiet")]
+        tasks += [("decoy", s, n, 0.0, sizes) for s in range(args.seeds)
+                  for n in ("sale", "quiet")]  # fmt: skip
     rows: list[dict[str, Any]] = []
     hours: dict[str, float] = defaultdict(float)
     false: dict[str, list[str]] = defaultdict(list)
@@ -173,7 +184,7 @@ def main() -> None:
             hours[kind] += out["hours"]
             false[kind].extend(out["false"])
     print(f"# alert backtest: {args.seeds} seeds, {time.monotonic() - began:.0f} s\n")
-    print(table(rows))
+    print(table(rows, sizes))
     print()
     print(target(rows))
     print()
@@ -188,7 +199,7 @@ def main() -> None:
             print(f"false ({kind}): {alerts.count(alert)} x {alert}")
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], sizes: tuple[int, ...]) -> str:
     """Caught / incidents and mean (max) delay in windows, per alert x store size."""
     cells: dict[tuple[str, int], list[int | None]] = defaultdict(list)
     for row in rows:
@@ -197,12 +208,12 @@ def table(rows: list[dict[str, Any]]) -> str:
         cells[name, row["size"]].append(row["delay"])
     names = sorted({name for name, _ in cells})
     lines = [
-        "| alert | " + " | ".join(f"{size:,} clicks/min" for size in SIZES) + " |",
-        "|---|" + "---:|" * len(SIZES),
+        "| alert | " + " | ".join(f"{size:,} clicks/min" for size in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
     ]
     for name in names:
         out = []
-        for size in SIZES:
+        for size in sizes:
             delays = cells.get((name, size), [])
             caught = [d for d in delays if d is not None]
             text = f"{len(caught)}/{len(delays)}"
