@@ -150,3 +150,17 @@ def test_the_partitions_of_a_worker_share_their_stores_refund_baselines() -> Non
     again = FunnelEvaluator(0, W, CALENDAR, witness, FleetRates())
     again.restore([], [StoreDetector.from_json(first.stores["s1"].to_json())])
     assert again.fleet.counts["RefundSurge"] == {"s1": (3 * 7, 100 * 7)}
+
+
+def test_a_store_whose_refund_rate_differs_from_the_others_keeps_its_own() -> None:
+    evaluator = FunnelEvaluator(0, W, CALENDAR)
+    rates = {"s1": 3, "s2": 3, "s3": 3, "s4": 15}  # refunds of 100 paid orders a window
+    fired = []
+    for i in range(40):
+        for store, refunds in rates.items():
+            evaluator.add(record(store, "app", i, clicks=1_200, refunds=refunds))
+        fired += [s.alertname for s in evaluator.advance((i + 1) * W).signals]
+    assert fired == []
+    prior = evaluator.fleet.prior("RefundSurge", "s4")
+    own = evaluator.stores["s4"].tracks[TrackKey.of("RefundSurge", {"store_id": "s4"})]
+    assert prior is not None and prior.trials < 0.01 * own.baseline.volume
