@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["MIN_STORES", "FleetRates", "Prior"]
+__all__ = ["MIN_STORES", "FleetRates", "Prior", "RateSums"]
 
 MIN_STORES = 3  # other stores with a baseline needed before they say anything
 
@@ -36,51 +36,80 @@ class Prior:
 
 
 @dataclass
-class FleetRates:
-    """Each store's latest baseline counts (successes, trials) per alert name; shared by the
-    evaluators of a worker's partitions, so a worker's stores form the fleet."""
+class RateSums:
+    """The stores' (successes, trials) of one rate, with running sums so that a store's
+    prior costs the same for 5 stores or 500 (a prior is asked for every store's window)."""
 
-    counts: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    stores: dict[str, tuple[int, int]] = field(default_factory=dict)
+    successes: int = 0
+    trials: int = 0
+    trials_squared: int = 0  # sum of n^2
+    rate_squares: float = 0.0  # sum of x^2 / n
+
+    def put(self, store_id: str, successes: int, trials: int) -> None:
+        self.remove(store_id)
+        if trials > 0:
+            self.stores[store_id] = (successes, trials)
+            self._add(successes, trials, 1)
+
+    def remove(self, store_id: str) -> None:
+        old = self.stores.pop(store_id, None)
+        if old is not None:
+            self._add(*old, -1)
+
+    def _add(self, successes: int, trials: int, sign: int) -> None:
+        self.successes += sign * successes
+        self.trials += sign * trials
+        self.trials_squared += sign * trials * trials
+        self.rate_squares += sign * successes * successes / trials
+
+    def spread(self) -> float:
+        """DerSimonian-Laird estimate of the variance of the stores' true rates around
+        their pooled rate m (0 when the observed spread is what binomial noise alone gives):
+        Q = sum w (x/n - m)^2 with weights w = n / (m (1 - m)), tau^2 = (Q - (k - 1)) /
+        (sum w - sum w^2 / sum w)."""
+        if len(self.stores) < 2:
+            return 0.0
+        m = self.successes / self.trials
+        if m <= 0.0 or m >= 1.0:
+            return 0.0
+        noise = m * (1.0 - m)
+        q = (self.rate_squares - self.successes * self.successes / self.trials) / noise
+        scale = (self.trials - self.trials_squared / self.trials) / noise
+        if scale <= 0.0:
+            return 0.0
+        return max(0.0, (q - (len(self.stores) - 1)) / scale)
+
+
+@dataclass
+class FleetRates:
+    """Each store's latest baseline counts per alert name; shared by the evaluators of a
+    worker's partitions, so a worker's stores form the fleet."""
+
+    rates: dict[str, RateSums] = field(default_factory=dict)
 
     def update(self, alertname: str, store_id: str, successes: int, trials: int) -> None:
-        stores = self.counts.setdefault(alertname, {})
-        if trials > 0:
-            stores[store_id] = (successes, trials)
-        else:
-            stores.pop(store_id, None)
+        self.rates.setdefault(alertname, RateSums()).put(store_id, successes, trials)
 
     def forget(self, store_id: str) -> None:
-        for stores in self.counts.values():
-            stores.pop(store_id, None)
+        for sums in self.rates.values():
+            sums.remove(store_id)
 
     def prior(self, alertname: str, store_id: str) -> Prior | None:
         """The prior for `store_id`'s rate from the other stores; None with fewer than
         MIN_STORES of them or no event at all among them."""
-        stores = self.counts.get(alertname, {})
-        others = [c for s, c in stores.items() if s != store_id]
-        if len(others) < MIN_STORES:
+        sums = self.rates.get(alertname)
+        if sums is None:
             return None
-        successes = sum(x for x, _ in others)
-        trials = sum(n for _, n in others)
+        own_successes, own_trials = sums.stores.get(store_id, (0, 0))
+        others = len(sums.stores) - (store_id in sums.stores)
+        successes, trials = sums.successes - own_successes, sums.trials - own_trials
+        if others < MIN_STORES or trials <= 0:
+            return None
         m = successes / trials
         if m <= 0.0 or m >= 1.0:
             return None
-        spread = between_store_variance(list(stores.values()))
+        spread = sums.spread()
         kappa = float(trials) if spread <= 0.0 else m * (1.0 - m) / spread - 1.0
         kappa = min(max(kappa, 0.0), float(trials))
         return Prior(kappa * m, kappa) if kappa > 0.0 else None
-
-
-def between_store_variance(counts: list[tuple[int, int]]) -> float:
-    """DerSimonian-Laird estimate of the variance of the stores' true rates (0 when the
-    observed spread is what binomial noise alone gives)."""
-    m = sum(x for x, _ in counts) / sum(n for _, n in counts)
-    if m <= 0.0 or m >= 1.0:
-        return 0.0
-    weights = [n / (m * (1.0 - m)) for _, n in counts]
-    q = sum(w * (x / n - m) ** 2 for w, (x, n) in zip(weights, counts, strict=True))
-    total = sum(weights)
-    scale = total - sum(w * w for w in weights) / total
-    if scale <= 0.0:
-        return 0.0
-    return max(0.0, (q - (len(counts) - 1)) / scale)

@@ -149,7 +149,7 @@ def test_the_partitions_of_a_worker_share_their_stores_refund_baselines() -> Non
     # a worker that restores a store tells the fleet its baseline at once
     again = FunnelEvaluator(0, W, CALENDAR, witness, FleetRates())
     again.restore([], [StoreDetector.from_json(first.stores["s1"].to_json())])
-    assert again.fleet.counts["RefundSurge"] == {"s1": (3 * 7, 100 * 7)}
+    assert again.fleet.rates["RefundSurge"].stores == {"s1": (3 * 7, 100 * 7)}
 
 
 def test_a_store_whose_refund_rate_differs_from_the_others_keeps_its_own() -> None:

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from alerts.fleet import MIN_STORES, FleetRates, between_store_variance
+from alerts.fleet import MIN_STORES, FleetRates, RateSums
 
 
 def fleet(counts: dict[str, tuple[int, int]]) -> FleetRates:
@@ -40,13 +40,27 @@ def test_stores_that_differ_leave_the_store_to_its_own_history() -> None:
     assert prior is not None and prior.trials < 20  # against the store's own 200
 
 
+def spread(counts: list[tuple[int, int]]) -> float:
+    sums = RateSums()
+    for i, (successes, trials) in enumerate(counts):
+        sums.put(f"s{i}", successes, trials)
+    return sums.spread()
+
+
 def test_the_spread_is_what_noise_alone_does_not_explain() -> None:
     rng = random.Random(7)
     alike = [(sum(rng.random() < 0.03 for _ in range(n)), n) for n in (300, 800, 2_000, 5_000)]
-    assert between_store_variance(alike) < 1e-4  # binomial noise only
+    assert spread(alike) < 1e-4  # binomial noise only
     differing = [(30, 1_000), (100, 1_000)]  # 3% and 10%, each known to about +-0.7%
     expected = statistics.variance([0.03, 0.10])
-    assert between_store_variance(differing) == pytest.approx(expected, rel=0.1)
+    assert spread(differing) == pytest.approx(expected, rel=0.1)
+    # the running sums follow a store that changes and one that leaves
+    sums = RateSums()
+    for i, (x, n) in enumerate([*alike, *differing]):
+        sums.put(f"s{i}", x + 1, n)
+    sums.put("s4", 30, 1_000)
+    sums.remove("s5")
+    assert sums.spread() == pytest.approx(spread([*alike, (30, 1_000)]), abs=1e-12)
 
 
 def test_too_few_stores_say_nothing() -> None:
