@@ -61,6 +61,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         table_standby_replicas=settings.table_standby_replicas,
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
+    app.producer.buffer.max_messages = producing.changelog_buffer_messages(settings)
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
     funnel = FunnelStage(app, settings, topics, metrics)

@@ -6,17 +6,31 @@ Sized to the hot path's batches: a stage-1 batch sends one message per stage-2 p
 No compression: lz4 on both producers cost stage 1 about 3 CPU microseconds per event
 more and saved the broker about 1 (benchmarks/end_to_end.py, docs/profile.md).
 
-Faust's own queue of changelog records stays at its default (100 before it holds the
-stream back with a "producer buffer full" warning): its flush gives up after 0.1 s
-without a send, with records still queued, so a longer queue lost table writes on a
-SIGTERM restart (tests/integration/test_differential.py, docs/profile.md).
+Faust's own queue of records not yet handed to the Kafka client (table changelogs, stage
+3's outputs) holds the stream back past its limit, with a "producer buffer full" warning,
+and then sends 100 records one by one. Its default limit, 100, is less than one stage-2
+batch writes (every key it touched: thousands of SKUs), so nearly every batch stalled.
+The limit is sized to the batch instead. A longer queue is safe because the producer is
+drained to empty before partitions move and before the worker stops
+(streams/runtime/stage.py `drain`): Faust's own flush gives up after 0.1 s without a send,
+which with this limit and without the drain lost table writes on a SIGTERM restart
+(tests/integration/test_differential.py, docs/profile.md).
 """
 
 from __future__ import annotations
 
-__all__ = ["LINGER_MS", "MAX_BATCH_BYTES", "MAX_REQUEST_BYTES"]
+from streams.runtime.settings import Settings
+
+__all__ = ["LINGER_MS", "MAX_BATCH_BYTES", "MAX_REQUEST_BYTES", "changelog_buffer_messages"]
 
 LINGER_MS = 10
 # per partition per request: a routed message or a batch's changelog records in one
 MAX_BATCH_BYTES = 1024 * 1024
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def changelog_buffer_messages(settings: Settings) -> int:
+    """Records Faust may queue before it holds the stream back: ten per message of a full
+    stage batch (20,000 at the default 2,000; queues of up to 7,651 records were seen), so
+    the stream waits only when the producer falls a batch or more behind."""
+    return max(100, settings.batch_max_messages * 10)
