@@ -38,6 +38,7 @@ class WorkerStatus:
     ingest_failing: bool = False  # stage 1's last sends failed; not committed since
     kafka_reachable: bool = True  # stage 1's last probe of the broker was answered
     ingest_heard: float | None = None  # its last message; None: none since it started
+    ingest_pid: int | None = None  # its process; None before the first start (no metrics)
 
     def checks(self, crashed_agents: list[str], restore: Restore) -> dict[str, bool]:
         return {
