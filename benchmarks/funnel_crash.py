@@ -16,8 +16,8 @@ import argparse
 import signal
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -26,7 +26,7 @@ from simulator import KeyMode, ScenarioConfig, generate, produce
 from simulator.scenario import Scenario
 from tests.support.kafka import consume
 from tests.support.stack import Stack, ensure_stack
-from tests.support.windows import window_differences, window_id
+from tests.support.windows import window_outcome
 from tests.support.worker import WorkerFactory
 
 WINDOW_MS, GRACE_MS = 10_000, 3_000
@@ -53,26 +53,19 @@ def crash_run(stack: Stack, tmp: Path, run: Scenario, kill_at: float) -> dict[st
             time.sleep(0.01)
         worker.stop(signal.SIGKILL)
         factory.start(wait_healthy=False, **SETTINGS)
-        expected = len(run.truth.windows)
-        topic = factory.output_topic("windows")
-        consume(stack.kafka_bootstrap, topic, expected, timeout_s=300)
-        time.sleep(3)  # anything emitted twice would arrive now
-        records = consume(stack.kafka_bootstrap, topic, 2 * expected, timeout_s=5)
+        windows = final_windows(factory, len(run.truth.windows))
     finally:
         factory.stop_all()
-    windows = [orjson.loads(record.value) for record in records]
-    emitted = Counter(window_id(window) for window in windows)
-    truth = run.truth.windows
-    last = {window_id(window): window for window in windows if window_id(window) in truth}
-    equal = sum(1 for wid, window in last.items() if not window_differences(window, truth[wid]))
-    return {
-        "expected": len(truth),
-        "equal": equal,
-        "different": len(last) - equal,
-        "missing": len(set(truth) - set(emitted)),
-        "unexpected": len(set(emitted) - set(truth)),
-        "emitted twice": sum(1 for n in emitted.values() if n > 1),
-    }
+    return window_outcome(windows, run.truth.windows)
+
+
+def final_windows(factory: WorkerFactory, expected: int, timeout_s: float = 300) -> list[Any]:
+    """The run's final window records, once `expected` of them came out (or the time is up)
+    and 3 s more for any emitted twice."""
+    topic, bootstrap = factory.output_topic("windows"), factory.stack.kafka_bootstrap
+    consume(bootstrap, topic, expected, timeout_s=timeout_s)
+    time.sleep(3)
+    return [orjson.loads(record.value) for record in consume(bootstrap, topic, 2 * expected, 5)]
 
 
 def main() -> None:

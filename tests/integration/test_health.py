@@ -48,12 +48,7 @@ def test_a_stage_1_process_that_stops_reporting_makes_the_worker_unhealthy(
     workers: WorkerFactory,
 ) -> None:
     worker = workers.start()
-    children = Path(f"/proc/{worker.process.pid}/task/{worker.process.pid}/children")
-    (stage_1,) = (  # beside it: multiprocessing's resource tracker
-        int(pid)
-        for pid in children.read_text().split()
-        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    )
+    stage_1 = worker.stage_1_pid()
     os.kill(stage_1, signal.SIGSTOP)  # alive but stuck: not restarted, silent
     try:
         assert wait_for(lambda: failing(worker) == ["ingest_reporting"], timeout_s=40)

@@ -16,17 +16,15 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
 from simulator import Incident, KeyMode, Scenario, ScenarioConfig, generate, produce
-from tests.support.worker import Worker, WorkerFactory, http_get
+from tests.support.inventory import get, stock, stock_differences, wait_consumed
+from tests.support.worker import Worker, WorkerFactory
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-TOPIC_KINDS = ("clicks", "carts", "orders", "aftersales", "inventory")
 
 
 def inventory_scenario(seed: int) -> Scenario:
@@ -68,92 +66,9 @@ def check_scenario(scenario: Scenario) -> None:
     assert any(available <= 0 for available in scenario.truth.inventory.values())
 
 
-# --- waiting until everything is consumed ------------------------------------------
-
-
-Offsets = dict[TopicPartition, int]
-
-
-def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        return consumer.end_offsets(partitions)  # type: ignore[no-any-return]
-    finally:
-        consumer.close()
-
-
-def behind(bootstrap: str, group: str, targets: Offsets) -> int:
-    """Messages before `targets` that the group has not committed yet."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        committed = admin.list_group_offsets(group).get(group, {})
-    finally:
-        admin.close()
-    done = {tp: meta.offset for tp, meta in committed.items()}
-    return sum(max(0, end - max(0, done.get(tp, 0))) for tp, end in targets.items())
-
-
-def wait_consumed(workers: WorkerFactory, timeout_s: float = 300) -> None:
-    """Until stage 1 read every input message, stage 2 every routed message up to then
-    (stage 1 keeps sending watermark reports, so not to the end), and the inventory agent
-    every stock message, twice in a row (one commit interval apart)."""
-    bootstrap = workers.stack.kafka_bootstrap
-    app_id = f"salewatch-{workers.run_id}"
-    deadline = time.monotonic() + timeout_s
-
-    def until(what: str, done: Callable[[], bool]) -> None:
-        while not done():
-            assert time.monotonic() < deadline, f"{what} not consumed after {timeout_s}s"
-            time.sleep(1.5)
-
-    inputs = [workers.input_topic(kind) for kind in TOPIC_KINDS]
-    until(
-        "input", lambda: behind(bootstrap, f"{app_id}-ingest", end_offsets(bootstrap, inputs)) == 0
-    )
-    routed = end_offsets(bootstrap, [workers.output_topic("events")])
-    until("routed events", lambda: behind(bootstrap, app_id, routed) == 0)
-    stock_topic = [workers.output_topic("stock")]
-    quiet = 0
-    while quiet < 2:
-        assert time.monotonic() < deadline, f"stock not consumed after {timeout_s}s"
-        time.sleep(1.5)
-        caught_up = behind(bootstrap, app_id, end_offsets(bootstrap, stock_topic)) == 0
-        quiet = quiet + 1 if caught_up else 0
-
-
-# --- comparing through the API -----------------------------------------------------
-
-
-def get(url: str, tries: int = 5) -> tuple[int, bytes]:
-    """GET that rides out a connection reset by a worker busy on a loaded machine."""
-    for attempt in range(tries):
-        try:
-            return http_get(url, timeout=10)
-        except OSError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
-
-
-def stock(worker: Worker, path: str) -> dict[str, object]:
-    status, body = get(worker.url + path)  # follows the 307 to the owner
-    assert status == 200, (path, status, body)
-    return orjson.loads(body)  # type: ignore[no-any-return]
-
-
 def assert_inventory_equals_truth(scenario: Scenario, worker: Worker) -> None:
     truth = scenario.truth.inventory
-    wrong = {}
-    for (store_id, sku), expected in sorted(truth.items()):
-        body = stock(worker, f"/api/stock/{store_id}/{sku}")
-        if body["available"] != expected:
-            wrong[store_id, sku] = (expected, body["available"])
+    wrong = stock_differences(worker, truth)
     assert not wrong, f"{len(wrong)} of {len(truth)} keys differ (truth, table): {wrong}"
     for store_id in sorted({store_id for store_id, _ in truth}):
         body = stock(worker, f"/api/stock/{store_id}?status=out&limit=10000")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 
@@ -64,3 +64,34 @@ def delete_topics(bootstrap: str, prefixes: Iterable[str], **options: Any) -> No
             admin.delete_topics(doomed, timeout_ms=30_000)
     finally:
         admin.close()
+
+
+Offsets = dict[TopicPartition, int]
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        return consumer.end_offsets(partitions)  # type: ignore[no-any-return]
+    finally:
+        consumer.close()
+
+
+def committed_offsets(admin: KafkaAdminClient, group: str) -> Offsets:
+    committed = admin.list_group_offsets(group).get(group, {})
+    return {tp: meta.offset for tp, meta in committed.items()}
+
+
+def behind(bootstrap: str, group: str, targets: Offsets) -> int:
+    """Messages before `targets` that the group has not committed yet."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        done = committed_offsets(admin, group)
+    finally:
+        admin.close()
+    return sum(max(0, end - max(0, done.get(tp, 0))) for tp, end in targets.items())

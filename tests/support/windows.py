@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -58,6 +59,24 @@ def field_differences(record: dict[str, Any], truth: WindowTruth) -> dict[str, l
 def window_differences(record: dict[str, Any], truth: WindowTruth) -> list[str]:
     """What differs between a window record and its truth (UV: outside the sketch bounds)."""
     return [text for texts in field_differences(record, truth).values() for text in texts]
+
+
+def window_outcome(
+    records: list[dict[str, Any]], truth: dict[WindowId, WindowTruth]
+) -> dict[str, int]:
+    """Every final window emitted, judged against the truth: how many are equal (the last
+    record of a window, if it came twice), different, missing, not in the truth, twice."""
+    emitted = Counter(window_id(record) for record in records)
+    last = {window_id(record): record for record in records if window_id(record) in truth}
+    equal = sum(1 for wid, record in last.items() if not window_differences(record, truth[wid]))
+    return {
+        "expected": len(truth),
+        "equal": equal,
+        "different": len(last) - equal,
+        "missing": len(set(truth) - set(emitted)),
+        "unexpected": len(set(emitted) - set(truth)),
+        "emitted twice": sum(1 for n in emitted.values() if n > 1),
+    }
 
 
 def _traffic(by_name: dict[str, list[int]]) -> dict[str, dict[str, int]]:

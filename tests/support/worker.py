@@ -41,6 +41,7 @@ class Worker:
     process: subprocess.Popen[bytes]
     log_path: Path
     target_file: Path
+    data_dir: Path
 
     @property
     def url(self) -> str:
@@ -54,6 +55,17 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def stage_1_pid(self) -> int:
+        """The worker's stage-1 process (beside it: multiprocessing's resource tracker)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        (stage_1,) = (
+            int(child)
+            for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        )
+        return stage_1
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         if self.process.poll() is None:
@@ -79,6 +91,10 @@ class WorkerFactory:
     targets_dir: Path | None = None  # where Prometheus finds the workers: the stack's by default
 
     @property
+    def app_id(self) -> str:  # also the consumer group of stages 2 and 3; stage 1's: -ingest
+        return f"salewatch-{self.run_id}"
+
+    @property
     def topic_prefix(self) -> str:
         return f"t{self.run_id}.shop."
 
@@ -96,7 +112,7 @@ class WorkerFactory:
         env = dict(os.environ)
         env.update(
             SALEWATCH_KAFKA_BOOTSTRAP=self.stack.kafka_bootstrap,
-            SALEWATCH_APP_ID=f"salewatch-{self.run_id}",
+            SALEWATCH_APP_ID=self.app_id,
             SALEWATCH_TOPIC_PREFIX=self.topic_prefix,
             SALEWATCH_OUTPUT_PREFIX=self.output_prefix,
         )
@@ -106,10 +122,11 @@ class WorkerFactory:
     def start(
         self, wait_healthy: bool = True, module: str = "streams", **settings: object
     ) -> Worker:
-        """Start `python -m <module> worker`: a salewatch worker, or another Faust app."""
+        """Start `python -m <module> worker`: a salewatch worker, or another Faust app.
+        A data directory of its own unless `data_dir` says (a stopped worker's: a restart)."""
         name = f"w{len(self.started)}"
         port = free_port()
-        data_dir = self.tmp / name
+        data_dir = Path(str(settings.pop("data_dir", self.tmp / name)))
         log_path = self.tmp / f"{name}.log"
         env = self.env(web_port=port, data_dir=data_dir, **settings)
         with log_path.open("wb") as log:
@@ -125,7 +142,7 @@ class WorkerFactory:
         target_file.write_text(
             json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"run": self.run_id}}])
         )
-        worker = Worker(name, port, process, log_path, target_file)
+        worker = Worker(name, port, process, log_path, target_file, data_dir)
         self.started.append(worker)
         if wait_healthy:
             self.wait_healthy(worker, "/health" if module == "streams" else "/count")
@@ -150,6 +167,6 @@ class WorkerFactory:
             worker.stop()
         delete_topics(
             self.stack.kafka_bootstrap,
-            [f"t{self.run_id}.", f"salewatch-{self.run_id}"],
+            [f"t{self.run_id}.", self.app_id],
             **self.kafka_options,
         )
