@@ -1,0 +1,304 @@
+"""Crash and fault suite: a live sale produced at a steady pace while workers and their
+stage-1 processes are killed (SIGKILL) at random moments and workers join and leave; then
+every final window is judged against the ground truth (equal, once) and so is the stock of
+every store x SKU.
+
+    python -m benchmarks.crash_suite [--faults 10] [--events 1000000] [--runs restart standby
+        join-leave] [--configs now before] [--fault-every-s 30]
+
+Runs (each on fresh topics, the dev stack's broker):
+- `restart`: one worker. A fault kills the worker (a new one starts at once on its data
+  directory) or its stage-1 process (the worker starts another), at random.
+- `standby`: two workers. A fault kills one of them, whose partitions the other takes over
+  with its standby tables (a new worker joins once it serves), or a stage-1 process.
+- `join-leave`: one worker; a second joins, then leaves (SIGTERM), and so on.
+Takeover is the time from a fault to serving again: every partition that received input
+since the fault has a commit past where it stood at the fault, in both consumer groups
+(stage 1's and the worker's), and every running worker's /health is 200. Production is
+paced to last `--fault-every-s` per fault; faults left when it is done hit an idle pipeline
+(then only /health tells). `--configs before`: the settings of before fast takeover (memory
+store, session timeout 60 s, no standby).
+Prints one row per run. Needs the local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+
+from benchmarks.funnel_crash import SETTINGS, final_windows
+from simulator import KeyMode, ScenarioConfig, generate, produce
+from simulator.scenario import Scenario
+from tests.support.inventory import TOPIC_KINDS, stock_differences, wait_consumed
+from tests.support.kafka import committed_offsets
+from tests.support.stack import Stack, ensure_stack
+from tests.support.windows import window_outcome
+from tests.support.worker import Worker, WorkerFactory
+
+RUNS = ("restart", "standby", "join-leave")
+# production's: RocksDB tables, a restarted worker reads only the changelog its disk lacks
+NOW: dict[str, object] = {"store": "rocksdb://"}
+BEFORE: dict[str, object] = {
+    "store": "memory://",
+    "session_timeout_ms": 60_000,
+    "table_standby_replicas": 0,
+}
+CONFIGS = {"now": NOW, "before": BEFORE}
+SERVING_TIMEOUT_S = 180.0
+
+
+def scenario(events: int, seed: int = 11) -> Scenario:
+    """About `events` events over 10 minutes of event time: 10 s windows, random keys,
+    duplicates, out-of-order and late events (the funnel crash benchmark's mix)."""
+    return generate(
+        ScenarioConfig(
+            seed=seed, duration_s=600, base_rate=events / 617, window_ms=SETTINGS["window_ms"],
+            grace_ms=SETTINGS["grace_ms"], key_mode=KeyMode.RANDOM, duplicate_rate=0.02,
+            out_of_order_rate=0.1, late_rate=0.003,
+        )
+    )  # fmt: skip
+
+
+GroupPartition = tuple[str, TopicPartition]
+
+
+class Progress:
+    """Where a run's two consumer groups stand, read from the broker."""
+
+    def __init__(self, factory: WorkerFactory) -> None:
+        bootstrap = factory.stack.kafka_bootstrap
+        self._admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, allow_auto_create_topics=False)
+        self._topics = {
+            f"{factory.app_id}-ingest": [factory.input_topic(kind) for kind in TOPIC_KINDS],
+            factory.app_id: [factory.output_topic("events")],
+        }
+
+    def close(self) -> None:
+        self._admin.close()
+        self._consumer.close()
+
+    def committed(self) -> dict[GroupPartition, int]:
+        return {
+            (group, tp): offset
+            for group in self._topics
+            for tp, offset in committed_offsets(self._admin, group).items()
+        }
+
+    def stalled(self, at_fault: dict[GroupPartition, int]) -> list[GroupPartition]:
+        """Partitions with input since `at_fault` that their group has not committed past."""
+        now = self.committed()
+        stalled = []
+        for group, topics in self._topics.items():
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in self._consumer.partitions_for_topic(topic) or ()
+            ]
+            for tp, end in self._consumer.end_offsets(partitions).items():
+                before = at_fault.get((group, tp), 0)
+                if end > before and now.get((group, tp), 0) <= before:
+                    stalled.append((group, tp))
+        return stalled
+
+
+@dataclass
+class LiveRun:
+    """Workers of one run, the faults done to them and how long each took to serve again."""
+
+    factory: WorkerFactory
+    settings: dict[str, object]
+    progress: Progress
+    rng: random.Random
+    workers: list[Worker] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
+    takeovers: list[float] = field(default_factory=list)
+
+    def start_worker(self, data_of: Worker | None = None) -> Worker:
+        """A new worker; on the data directory of a stopped one (`data_of`): a restart."""
+        data_dir = {} if data_of is None else {"data_dir": data_of.data_dir}
+        worker = self.factory.start(wait_healthy=False, **self.settings, **data_dir)
+        self.workers.append(worker)
+        return worker
+
+    def serving(self, at_fault: dict[GroupPartition, int]) -> bool:
+        if self.progress.stalled(at_fault):
+            return False
+        return all(healthy(worker) for worker in self.workers)
+
+    def fault(self, name: str, act: Callable[[], object], counted: bool = True) -> None:
+        """Do `act`, then wait until the run serves again; a counted fault's time is a takeover."""
+        at_fault = self.progress.committed()
+        started = time.monotonic()
+        act()
+        while not self.serving(at_fault):
+            if time.monotonic() - started > SERVING_TIMEOUT_S:
+                raise AssertionError(f"not serving {SERVING_TIMEOUT_S:g} s after {name}")
+            time.sleep(0.25)
+        took = time.monotonic() - started
+        print(f"  {name}: serving again after {took:.1f} s", file=sys.stderr, flush=True)
+        if counted:
+            self.faults.append(name)
+            self.takeovers.append(took)
+
+    def kill_worker(self, replace: Callable[[Worker], object]) -> None:
+        victim = self.rng.choice(self.workers)
+
+        def kill() -> None:
+            victim.stop(signal.SIGKILL)
+            self.workers.remove(victim)
+            replace(victim)
+
+        self.fault("kill worker", kill)
+
+    def kill_stage_1(self) -> None:
+        victim = self.rng.choice(self.workers)
+        self.fault("kill stage 1", lambda: os.kill(victim.stage_1_pid(), signal.SIGKILL))
+
+
+def healthy(worker: Worker) -> bool:
+    try:
+        return worker.get("/health")[0] == 200
+    except OSError:
+        return False
+
+
+def restart_fault(run: LiveRun) -> None:
+    if run.rng.random() < 0.5:
+        run.kill_worker(lambda victim: run.start_worker(data_of=victim))
+    else:
+        run.kill_stage_1()
+
+
+def standby_fault(run: LiveRun) -> None:
+    if run.rng.random() < 0.5:
+        run.kill_worker(lambda victim: None)  # the survivor takes over
+        run.fault("replacement joins", run.start_worker, counted=False)
+    else:
+        run.kill_stage_1()
+
+
+def join_leave_fault(run: LiveRun) -> None:
+    if len(run.workers) == 1:
+        run.fault("join", run.start_worker)
+    else:
+        leaving = run.workers[-1]
+
+        def leave() -> None:
+            run.workers.remove(leaving)
+            leaving.stop()
+
+        run.fault("leave", leave)
+
+
+FAULTS: dict[str, tuple[int, Callable[[LiveRun], None]]] = {  # workers at the start, a fault
+    "restart": (1, restart_fault),
+    "standby": (2, standby_fault),
+    "join-leave": (1, join_leave_fault),
+}
+
+
+def crash_run(
+    stack: Stack, tmp: Path, sale: Scenario, kind: str, faults: int,
+    settings: dict[str, object], seed: int = 1, fault_every_s: float = 30.0,
+    check_stock: bool = True,
+) -> dict[str, object]:  # fmt: skip
+    """Produce `sale` paced over about `faults` x `fault_every_s` seconds, do a fault at a
+    random moment of every such stretch, then judge the windows and the stock."""
+    factory = WorkerFactory(stack, tmp / f"{kind}-{seed}")
+    factory.tmp.mkdir(parents=True)
+    starting, do_fault = FAULTS[kind]
+    speed = sale.config.duration_s / (faults * fault_every_s)
+    rng = random.Random(seed)
+    producing = threading.Thread(
+        target=produce,
+        args=(sale, stack.kafka_bootstrap, factory.topic_prefix, speed),
+        daemon=True,  # an interrupted run stops without producing to its end
+    )
+    progress = Progress(factory)
+    run = LiveRun(factory, {**SETTINGS, **settings}, progress, rng)
+    try:
+        for _ in range(starting):
+            factory.wait_healthy(run.start_worker(), timeout=120)
+        producing.start()
+        while len(run.faults) < faults:  # once production is done, on an idle pipeline
+            time.sleep(rng.uniform(1.0, 8.0))  # a random moment of processing
+            do_fault(run)
+        producing.join()
+        windows = final_windows(factory, len(sale.truth.windows))
+        stock_wrong = run_stock_differences(run, sale) if check_stock else None
+        if stock_wrong:
+            print(f"  stock (truth, table): {list(stock_wrong.items())[:5]}", file=sys.stderr)
+    finally:
+        progress.close()
+        factory.stop_all()
+    outcome = window_outcome(windows, sale.truth.windows)
+    return {
+        "run": kind,
+        "faults": ", ".join(
+            f"{run.faults.count(name)} {name}" for name in dict.fromkeys(run.faults)
+        ),
+        **outcome,
+        "stock keys wrong": "-"
+        if stock_wrong is None
+        else f"{len(stock_wrong)} of {len(sale.truth.inventory)}",
+        "takeover p50 s": statistics.median(run.takeovers) if run.takeovers else float("nan"),
+        "takeover max s": max(run.takeovers) if run.takeovers else float("nan"),
+    }
+
+
+def run_stock_differences(run: LiveRun, sale: Scenario) -> dict[tuple[str, str], object]:
+    wait_consumed(run.factory)
+    for worker in run.workers:  # a worker restoring a partition has none of its keys yet
+        run.factory.wait_healthy(worker, timeout=SERVING_TIMEOUT_S)
+    return dict(stock_differences(run.workers[0], sale.truth.inventory))
+
+
+def cell(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--faults", type=int, default=10, help="faults per run")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events per run")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["now"],
+                        help="now: these settings; before: before fast takeover")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fault-every-s", type=float, default=30.0,
+                        help="production is paced to last this long per fault")  # fmt: skip
+    args = parser.parse_args()
+    stack = ensure_stack()
+    sale = scenario(args.events)
+    print(f"scenario: {len(sale):,} events, {len(sale.truth.windows)} windows, "
+          f"{len(sale.truth.inventory):,} stock keys")  # fmt: skip
+    configurations = [(name, CONFIGS[name]) for name in args.configs]
+    header = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.runs:
+            for label, settings in configurations:
+                row = crash_run(stack, Path(tmp) / label, sale, kind, args.faults, settings,
+                                seed=args.seed, fault_every_s=args.fault_every_s)  # fmt: skip
+                row = {"settings": label, **row}
+                if header:
+                    print("| " + " | ".join(row) + " |")
+                    print("|" + "---|" * len(row))
+                    header = False
+                print("| " + " | ".join(map(cell, row.values())) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The short crash suite (`python -m benchmarks.crash_suite` runs the long one): a live sale,
+its worker killed with SIGKILL at a random moment and started again on its data directory,
+then its stage-1 process killed. Each time the worker serves again (`crash_run` fails after
+SERVING_TIMEOUT_S: the takeover target of 15 s is the long suite's to measure, a loaded
+test machine takes longer), and every window comes out once. That window values and stock
+equal the truth after a worker's kill is the long suite's to measure too: without Kafka
+transactions a kill between two produce requests of one batch can leave part of it behind
+(docs/architecture.md, "After a crash")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.crash_suite import NOW, crash_run, scenario
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_killed_worker_and_stage_1_serve_again_and_lose_no_window(
+    stack: Stack, tmp_path: Path
+) -> None:
+    sale = scenario(events=30_000)
+    # seed 7: the worker first, then its stage-1 process
+    row = crash_run(
+        stack, tmp_path, sale, "restart", 2, NOW, seed=7, fault_every_s=10, check_stock=False
+    )
+    assert row["faults"] == "1 kill worker, 1 kill stage 1", row
+    assert row["expected"] == len(sale.truth.windows)
+    assert (row["missing"], row["unexpected"], row["emitted twice"]) == (0, 0, 0), row
