@@ -410,10 +410,11 @@ def produce_errors(config: PlatformConfig) -> AlertingRule:
         severity="critical",
         summary="Salewatch cannot write to {{ $labels.topic }}.",
         description=(
-            "Stage 1 has had sends to {{ $labels.topic }} refused or unanswered by Kafka for at"
-            f" least {spoken(config.produce_errors_for)}. It commits no input past them and reads"
-            " it again, so nothing is lost, but nothing moves on: counts, windows and business"
-            " alerts stall and the workers' /health answers 503."
+            "Sends to {{ $labels.topic }} have been refused or unanswered by Kafka for at"
+            f" least {spoken(config.produce_errors_for)}. Stage 1 commits no input past them and"
+            " reads it again, so nothing is lost, but nothing moves on: counts, windows and"
+            " business alerts stall and the workers' /health answers 503. A refused partial,"
+            " stock change or final window of a worker is lost: its log names the topic."
         ),
         comment=(
             "Stage 1 retries a failed send from its last commit with pauses of up to 30 s, so a"

@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT
+from faust.types import EventT, TopicT
 
 from streams.contract.events import TOPIC_TYPES
 from streams.contract.routing import merge_partition, partition_for
@@ -21,6 +21,7 @@ from streams.eventtime import WindowKey
 from streams.funnel.aggregates import WindowAggregate
 from streams.funnel.partition import BatchOutcome, FunnelPartition, Outcome
 from streams.inventory.changes import stock_key
+from streams.runtime.delivery import fitting_chunks, watch_delivery
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.stage import BatchedStage
@@ -174,13 +175,16 @@ class FunnelStage(BatchedStage):
         for change in outcome.stock_changes:
             by_partition[partition_for(stock_key(change), self.settings.partitions)].append(change)
         for q, changes in by_partition.items():
-            await self.topics.stock.send(value=orjson.dumps(changes), partition=q)
+            for _, payload in fitting_chunks(changes, orjson.dumps):
+                await self._send(self.topics.stock, payload, q)
 
     async def _send_partials(
         self, p: int, state: FunnelPartition, closed: list[tuple[WindowKey, WindowAggregate]]
     ) -> None:
-        """Closed partials to the stage-3 partition of their store, and a
-        watermark to every stage-3 partition (after the partials, in the same message)."""
+        """Closed partials to the stage-3 partition of their store, and a watermark to every
+        stage-3 partition, after the partials: in the same message, or in the last one when
+        they need several (stage 3 moves its frontier on a message with `closed_before` only,
+        so never before it has every partial that watermark closed)."""
         by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for (store_id, channel, start), aggregate in closed:
             q = merge_partition(store_id, self.settings.partitions)
@@ -188,13 +192,22 @@ class FunnelStage(BatchedStage):
                 {"store_id": store_id, "channel": channel, "window_start": start,
                  "agg": aggregate.to_dict()}
             )  # fmt: skip
+        closed_before = state.watermark.closed_before_ms
         for q in range(self.settings.partitions):
-            message = {
-                "source": p,
-                "closed_before": state.watermark.closed_before_ms,
-                "partials": by_partition.get(q, []),
-            }
-            await self.topics.partials.send(value=orjson.dumps(message), partition=q)
+            chunks = list(
+                fitting_chunks(
+                    by_partition.get(q, []),
+                    lambda part: orjson.dumps({"source": p, "partials": part}),
+                )
+            )
+            for _, payload in chunks[:-1]:
+                await self._send(self.topics.partials, payload, q)
+            last = {"source": p, "closed_before": closed_before, "partials": chunks[-1][0]}
+            await self._send(self.topics.partials, orjson.dumps(last), q)
+
+    async def _send(self, topic: TopicT, payload: bytes, partition: int) -> None:
+        delivery = await topic.send(value=payload, partition=partition)
+        watch_delivery(delivery, topic.get_topic_name(), self.metrics.produce_errors)
 
     def _count(self, outcome: BatchOutcome) -> None:
         m = self.metrics

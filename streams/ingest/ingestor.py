@@ -27,13 +27,11 @@ from streams.contract.decoding import MessageDecoder
 from streams.contract.events import TopicKind
 from streams.contract.routing import encode_json, fields_of, partition_for, routing_key
 from streams.eventtime import is_late
+from streams.runtime.delivery import fitting_chunks
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 
 __all__ = ["IngestCounts", "IngestResult", "Ingestor", "encode_chunks"]
-
-# Kafka's default message.max.bytes is 1 MB; stay well below it per routed message.
-MAX_ROUTED_BYTES = 900 * 1024
 
 
 class Record(Protocol):
@@ -135,10 +133,5 @@ class Ingestor:
 
 def encode_chunks(events: list[dict[str, Any]]) -> Iterator[bytes]:
     """JSON arrays of the events, split until each fits a Kafka message."""
-    payload = encode_json(events)
-    if len(payload) <= MAX_ROUTED_BYTES or len(events) == 1:
+    for _, payload in fitting_chunks(events, encode_json):
         yield payload
-        return
-    middle = len(events) // 2
-    yield from encode_chunks(events[:middle])
-    yield from encode_chunks(events[middle:])

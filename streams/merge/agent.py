@@ -17,6 +17,7 @@ from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, WindowAggregate
 from streams.merge.buyers import BuyerCounts, BuyerHistory
 from streams.merge.partition import MergePartition, Spend, window_record
+from streams.runtime.delivery import watch_delivery
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.stage import BatchedStage
@@ -143,8 +144,9 @@ class MergeStage(BatchedStage):
         # Queued behind this batch's table writes (the "already emitted" mark), in the same
         # buffer: a direct send would overtake them, and a worker killed in between would
         # emit the window again on restart.
-        self.topics.windows.send_soon(key=f"{store_id}|{channel}".encode(),
-                                      value=orjson.dumps(record))  # fmt: skip
+        delivery = self.topics.windows.send_soon(key=f"{store_id}|{channel}".encode(),
+                                                 value=orjson.dumps(record))  # fmt: skip
+        watch_delivery(delivery, self.topics.windows.get_topic_name(), self.metrics.produce_errors)
         recent = self.recent[store_id, channel]
         recent.append(record)
         del recent[: -self.settings.recent_windows]

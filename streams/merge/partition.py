@@ -62,7 +62,8 @@ class MergePartition:
                 continue
             self.pending.setdefault(key, {})[source] = partial["agg"]
             touched.add(key)
-        self.closed_before[source] = message["closed_before"]
+        if "closed_before" in message:  # not in the first parts of a partials set cut in several
+            self.closed_before[source] = message["closed_before"]
         return touched
 
     def frontier(self) -> int | None:

@@ -155,8 +155,9 @@ class Metrics:
         )
         self.produce_errors = Counter(
             "salewatch_produce_errors",
-            "Stage-1 sends Kafka refused or did not acknowledge, by output topic (the input "
-            "behind them is not committed but read again)",
+            "Sends Kafka refused or did not acknowledge, by output topic: stage 1's (the input "
+            "behind them is not committed but read again) and the worker's partials, stock "
+            "changes and final windows (lost: the log names them)",
             ["topic"],
             registry=r,
         )

@@ -38,3 +38,26 @@ def test_a_partial_saved_before_paid_orders_per_currency_keeps_its_single_curren
     del older["paid_orders_by_currency"]
     record = window_record(("s1", "app", 0), W, WindowAggregate.from_dict(older))
     assert record["aov"] == {"CNY": "20.00"}
+
+
+def test_a_partials_set_cut_in_parts_moves_the_frontier_with_its_last_part_only() -> None:
+    """Stage 2 cuts a large set of closed partials into several messages; only the last one
+    carries the watermark, so no window is final before all its partials are in."""
+    merge = MergePartition(partition=0, sources=2)
+    merge.add({"source": 1, "closed_before": 3 * W, "partials": []})
+    first, second = (
+        {"store_id": "s1", "channel": "app", "window_start": start, "agg": one_paid(start)}
+        for start in (0, W)
+    )
+    merge.add({"source": 0, "partials": [first]})  # a first part: no closed_before
+    assert merge.finalize() == []
+    merge.add({"source": 0, "closed_before": 2 * W, "partials": [second]})
+    final = merge.finalize()
+    assert [key for key, _ in final] == [("s1", "app", 0), ("s1", "app", W)]
+    assert all(aggregate.paid_orders == 1 for _, aggregate in final)
+
+
+def one_paid(start: int) -> dict[str, object]:
+    agg = WindowAggregate()
+    agg.add_payment(Decimal("10.00"), "CNY")
+    return agg.to_dict()
