@@ -24,18 +24,14 @@ RUN pip install --require-hashes --no-deps -r requirements.lock
 # The project runs from its source (python -m streams): nothing to build or fetch.
 COPY . .
 ENV PYTHONPATH=/app
-RUN useradd --system --uid 10001 --home-dir /var/lib/salewatch --create-home salewatch \
-    && install -d -o salewatch -g salewatch /var/lib/salewatch/data  # a new volume's owner
+RUN useradd --system --uid 10001 --home-dir /var/lib/salewatch --create-home salewatch
 
 USER salewatch
 # In a container the web server must listen beyond loopback for Prometheus to scrape it,
 # and then the worker insists on credentials for /metrics and /api/* (SALEWATCH_WEB_AUTH_*).
-# RocksDB tables on disk (a volume in compose): a restarted worker reads only the changelog
-# records written since, not every table from the start.
 ENV SALEWATCH_WEB_HOST=0.0.0.0 \
     SALEWATCH_WEB_PORT=6066 \
-    SALEWATCH_DATA_DIR=/var/lib/salewatch/data \
-    SALEWATCH_STORE=rocksdb://
+    SALEWATCH_DATA_DIR=/var/lib/salewatch/data
 EXPOSE 6066
 
 CMD ["python", "-m", "streams", "worker", "-l", "info"]

@@ -23,7 +23,7 @@ LOCK := $(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extr
 ## After changing dependencies in pyproject.toml: the lock files (the image installs
 ## requirements.lock, `make venv` and CI requirements-dev.lock).
 lock: venv
-	$(LOCK) --extra rocksdb --output-file requirements.lock pyproject.toml
+	$(LOCK) --output-file requirements.lock pyproject.toml
 	$(LOCK) --extra dev --extra rocksdb --output-file requirements-dev.lock pyproject.toml
 	# dev pulls in salewatch[rocksdb]: the project is installed from its source, not locked
 	sed -i '/^# WARNING: pip install will require/,/^    # via salewatch (pyproject.toml)$$/d' \
