@@ -17,7 +17,7 @@ since the fault has a commit past where it stood at the fault, in both consumer 
 (stage 1's and the worker's), and every running worker's /health is 200. Production is
 paced to last `--fault-every-s` per fault; faults left when it is done hit an idle pipeline
 (then only /health tells). `--configs before`: the settings of before fast takeover (memory
-store, session timeout 60 s, no standby).
+store, session timeout 60 s, no standby); `rocksdb`: the defaults on the RocksDB store.
 Prints one row per run. Needs the local stack.
 """
 
@@ -48,14 +48,13 @@ from tests.support.windows import window_outcome
 from tests.support.worker import Worker, WorkerFactory
 
 RUNS = ("restart", "standby", "join-leave")
-# production's: RocksDB tables, a restarted worker reads only the changelog its disk lacks
-NOW: dict[str, object] = {"store": "rocksdb://"}
+NOW: dict[str, object] = {}  # the defaults
 BEFORE: dict[str, object] = {
     "store": "memory://",
     "session_timeout_ms": 60_000,
     "table_standby_replicas": 0,
 }
-CONFIGS = {"now": NOW, "before": BEFORE}
+CONFIGS = {"now": NOW, "rocksdb": {"store": "rocksdb://"}, "before": BEFORE}
 SERVING_TIMEOUT_S = 180.0
 
 
@@ -276,7 +275,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events per run")
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["now"],
-                        help="now: these settings; before: before fast takeover")  # fmt: skip
+                        help="now: the defaults; rocksdb: with the RocksDB store; "
+                        "before: before fast takeover")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-every-s", type=float, default=30.0,
                         help="production is paced to last this long per fault")  # fmt: skip

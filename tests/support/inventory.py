@@ -73,9 +73,21 @@ def stock_differences(
     table's None where it has no such key."""
     wrong: dict[tuple[str, str], tuple[int, object]] = {}
     for (store_id, sku), expected in sorted(truth.items()):
-        status, body = get(f"{worker.url}/api/stock/{store_id}/{sku}")  # follows a 307
+        status, body = settled_get(f"{worker.url}/api/stock/{store_id}/{sku}")
         assert status in (200, 404), (store_id, sku, status, body)
         available = orjson.loads(body)["available"] if status == 200 else None
         if available != expected:
             wrong[store_id, sku] = (expected, available)
     return wrong
+
+
+def settled_get(url: str, timeout_s: float = 60.0) -> tuple[int, bytes]:
+    """GET (following a 307 to the owner) that waits out a rebalance: a partition nobody
+    owns yet (404) or a worker restoring its tables (503)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body = get(url)
+        unsettled = status == 503 or (status == 404 and b"not assigned" in body)
+        if not unsettled or time.monotonic() > deadline:
+            return status, body
+        time.sleep(1)
