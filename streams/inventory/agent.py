@@ -29,7 +29,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from streams.contract.routing import partition_for
 from streams.inventory.quiet import QuietIndex
@@ -49,6 +49,7 @@ from streams.runtime.settings import Settings
 from streams.runtime.stage import BatchedStage
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
+from streams.runtime.transactions import sending_for
 
 __all__ = ["InventoryStage", "StockListener"]
 
@@ -160,6 +161,7 @@ class InventoryStage(BatchedStage):
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in batch:
             by_partition[event.message.partition].append(event)
+        stock_topic = self.topics.stock.get_topic_name()
         for p, events in by_partition.items():
             meta = await self.partition_meta(p)
             changes: list[Any] = []
@@ -171,8 +173,9 @@ class InventoryStage(BatchedStage):
                     last_offset = max(last_offset, offset)
             if last_offset == meta.offset:
                 continue  # all applied before a restart
-            for start in range(0, len(changes), CHUNK_CHANGES):
-                await self._apply(p, meta, changes[start : start + CHUNK_CHANGES])
+            with sending_for(TP(stock_topic, p)):  # the alerts of stock transitions
+                for start in range(0, len(changes), CHUNK_CHANGES):
+                    await self._apply(p, meta, changes[start : start + CHUNK_CHANGES])
             with writing_to(p):
                 meta.offset = last_offset
                 self.table[f"{META_PREFIX}{p}"] = meta.encode()

@@ -6,6 +6,10 @@ tick, a rebalance): a batch awaits its sends, and a tick that closed windows in 
 would report them closed to stage 3 before this batch's partials of older windows went out,
 so stage 3 would finalize those windows without them.
 
+Every stage's batches and ticks also hold the app's batch gate (`batch_gate`): with
+exactly-once processing a transaction commits only between batches
+(`streams/runtime/transactions.py`), never in the middle of one.
+
 Before partitions go to another owner, and before the worker stops, the producer is
 drained (`drain`): everything written for them must be in Kafka when their new owner
 restores from it.
@@ -19,17 +23,28 @@ import logging
 import time
 from collections.abc import AsyncIterable, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import faust
 from faust.types import EventT, TopicT
 
 from streams.runtime.settings import Settings
 
-__all__ = ["BatchedStage", "drain"]
+__all__ = ["BatchedStage", "batch_gate", "drain"]
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 30.0
+
+_gates: WeakKeyDictionary[faust.App, asyncio.Lock] = WeakKeyDictionary()
+
+
+def batch_gate(app: faust.App) -> asyncio.Lock:
+    """Held by every batch and tick of the app's stages, and by a transaction commit."""
+    gate = _gates.get(app)
+    if gate is None:
+        gate = _gates[app] = asyncio.Lock()
+    return gate
 
 
 async def drain(app: faust.App) -> None:
@@ -64,7 +79,7 @@ class BatchedStage(abc.ABC):
             await self.handle(batch)
 
     async def handle(self, batch: Sequence[EventT]) -> None:
-        async with self.lock:
+        async with batch_gate(self.app), self.lock:
             await self.process(batch)
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:

@@ -30,6 +30,7 @@ def consume(
     bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0, **options: Any
 ) -> list[ConsumerRecord]:
     """Read a topic from the start until `expected` records arrived or the time is up.
+    Only committed records, as the worker's outputs are to be read (docs/contract.md §4).
     `options`: more of kafka-python's (the security ones)."""
     consumer = KafkaConsumer(
         topic,
@@ -37,6 +38,7 @@ def consume(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=500,
+        isolation_level="read_committed",
         **options,
     )
     records: list[ConsumerRecord] = []

@@ -1,0 +1,141 @@
+"""Exactly-once inside the worker: Kafka transactions that hold whole batches.
+
+Faust's `processing_guarantee="exactly_once"` keeps one transactional producer per
+assigned partition number (all our internal topics and changelogs are co-partitioned, so
+one per partition) and commits a partition's input offsets in its transaction. Two habits
+of Faust's transaction manager break a batch apart, and this subclass changes them:
+
+- it files a send under the transaction of the partition the record goes TO. A stage-2
+  batch of partition p sends partials and stock changes to every partition q: filed under
+  q, they would commit with q's offsets, not with p's table writes (a kill in between
+  leaves half the batch). Here a send made inside `sending_for(p)` joins p's transaction;
+  the changelog records Faust's buffer sends later go to partition p of the changelog
+  (`writing_to`), which is p's transaction too;
+- it commits whenever its timer fires, also halfway through a batch that is awaiting its
+  sends, and without emptying Faust's buffer of changelog records. Here a commit waits for
+  the batch gate (`stage.batch_gate`, held by every batch and tick), then drains the buffer.
+
+It also commits a transaction that has sends but no new input offsets (a clock tick that
+closed windows on a quiet partition), which Faust would leave open: its records stay
+invisible to `read_committed` consumers until a commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import faust
+from aiokafka.errors import ProducerFenced
+from faust.exceptions import ProducerSendError
+from faust.transport.consumer import TransactionManager
+from faust.types import TP
+from faust.types.tuples import RecordMetadata
+from mode import Service
+
+from streams.runtime.stage import batch_gate, drain
+
+__all__ = ["BatchTransactions", "install", "sending_for"]
+
+_source: ContextVar[TP | None] = ContextVar("salewatch_transaction_source", default=None)
+
+
+@contextmanager
+def sending_for(tp: TP) -> Iterator[None]:
+    """Sends made inside join the transaction of input partition `tp`."""
+    token = _source.set(tp)
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def install(app: faust.App) -> None:
+    """Use `BatchTransactions` for this app's exactly-once processing."""
+    app.transport.TransactionManager = BatchTransactions
+
+
+class BatchTransactions(TransactionManager):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[str] = set()  # transactions with sends since their last commit
+
+    def _transactional_id(self, tp: TP) -> str | None:
+        """The open transaction of a partition this worker owns; None: not a partition of
+        ours (an input topic HTTP ingest writes to, a partition not assigned here) or its
+        transaction ended (the worker stops)."""
+        try:
+            group = self.app.assignor.group_for_topic(tp.topic)
+        except KeyError:
+            return None
+        tid = f"{self.app.conf.id}-{group}-{tp.partition}"
+        return tid if self._transactional_id_open(tid) else None
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        p = self.consumer.key_partition(topic, key, partition)
+        source = _source.get()
+        if source is not None:
+            tid = self._transactional_id(source)
+            if tid is None:  # sent outside it, a replay of the batch would send it again
+                raise ProducerSendError(f"{source}: no open transaction to send to {topic}")
+        else:  # a changelog record (Faust's buffer): its partition is its batch's
+            tid = self._transactional_id(TP(topic, p)) if p is not None else None
+        if tid is not None:
+            self._open.add(tid)
+        return await self.producer.send(  # type: ignore[no-any-return]
+            topic, key, value, p, timestamp, headers, transactional_id=tid
+        )
+
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        async with batch_gate(self.app):
+            await drain(self.app)  # the changelog records of the batches before the gate
+            by_tid: dict[str, dict[TP, int]] = defaultdict(dict)
+            for tp, offset in offsets.items():
+                tid = self._transactional_id(tp)
+                if tid is not None:
+                    by_tid[tid][tp] = offset
+            open_tids = self._open | set(by_tid)
+            self._open = set()
+            try:
+                for tid in sorted(open_tids):
+                    if self._transactional_id_open(tid):
+                        await self._commit_one(tid, by_tid.get(tid, {}), start_new_transaction)
+            except ProducerFenced as exc:  # another worker owns the partition now
+                await self.app.crash(exc)
+        return True
+
+    def _transactional_id_open(self, tid: str) -> bool:
+        producer = self.producer._transaction_producers.get(tid)
+        return producer is not None and bool(producer._txn_manager.is_in_transaction())
+
+    async def _commit_one(self, tid: str, offsets: Mapping[TP, int], start_new: bool) -> None:
+        producer = self.producer._transaction_producers[tid]
+        async with self.producer._trn_locks[tid]:
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.app.conf.id)
+            await producer.commit_transaction()
+            if start_new:
+                await producer.begin_transaction()
+
+    @Service.task
+    async def _commit_without_offsets(self) -> None:
+        """Faust commits only when input offsets moved: commit the sends of quiet
+        partitions too, or their readers wait for them until the next input arrives."""
+        interval = self.app.conf.broker_commit_interval
+        while not self.should_stop:
+            await self.sleep(interval)
+            if self._open:
+                await self.commit({})
