@@ -22,6 +22,7 @@ invisible to `read_committed` consumers until a commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
@@ -109,10 +110,11 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
                     by_tid[tid][tp] = offset
             open_tids = self._open | set(by_tid)
             self._open = set()
-            try:
-                for tid in sorted(open_tids):
-                    if self._transactional_id_open(tid):
-                        await self._commit_one(tid, by_tid.get(tid, {}), start_new_transaction)
+            try:  # together: each is a few round trips to the broker, and batches wait
+                await asyncio.gather(*(
+                    self._commit_one(tid, by_tid.get(tid, {}), start_new_transaction)
+                    for tid in sorted(open_tids) if self._transactional_id_open(tid)
+                ))  # fmt: skip
             except ProducerFenced as exc:  # another worker owns the partition now
                 await self.app.crash(exc)
         return True
