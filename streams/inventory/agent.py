@@ -46,7 +46,7 @@ from streams.inventory.stock import (
 )
 from streams.runtime.metrics import OTHER, TOP_SKUS, Metrics
 from streams.runtime.settings import Settings
-from streams.runtime.stage import BatchedStage
+from streams.runtime.stage import BatchedStage, batch_gate
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
 from streams.runtime.transactions import sending_for
@@ -263,28 +263,29 @@ class InventoryStage(BatchedStage):
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        missing = self.assigned() - set(self.partitions)
-        if missing:
-            await self._load(missing)
-        transitions = self._quiet_due_now()
-        for low in self.index.all(Status.LOW):
-            p = self.key_partition(low.store_id, low.sku)
-            meta = self.partitions.get(p)
-            now_ms = meta.stream_ms if meta is not None else None
-            if now_ms is None or now_ms - low.ts < REEVALUATE_MS:
-                continue
-            key = f"{low.store_id}|{low.sku}"
-            stored = self._reevaluate_stored(p, key, now_ms)
-            if stored is None:
-                continue
-            state, transition = stored
-            if transition is None:
-                self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
-                continue
-            transitions.append(transition)
-        await self._publish(transitions)
-        # minutes to stock-out of the low keys changed with event time, transition or not
-        self._export_top({low.store_id for low in self.index.all(Status.LOW)})
+        async with batch_gate(self.app):  # its table writes fall between two commits
+            missing = self.assigned() - set(self.partitions)
+            if missing:
+                await self._load(missing)
+            transitions = self._quiet_due_now()
+            for low in self.index.all(Status.LOW):
+                p = self.key_partition(low.store_id, low.sku)
+                meta = self.partitions.get(p)
+                now_ms = meta.stream_ms if meta is not None else None
+                if now_ms is None or now_ms - low.ts < REEVALUATE_MS:
+                    continue
+                key = f"{low.store_id}|{low.sku}"
+                stored = self._reevaluate_stored(p, key, now_ms)
+                if stored is None:
+                    continue
+                state, transition = stored
+                if transition is None:
+                    self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
+                    continue
+                transitions.append(transition)
+            await self._publish(transitions)
+            # minutes to stock-out of the low keys changed with event time, transition or not
+            self._export_top({low.store_id for low in self.index.all(Status.LOW)})
 
     def _quiet_due_now(self) -> list[StockStatus]:
         """Ok keys whose partition's event time passed their quiet due time: slow now."""

@@ -6,7 +6,8 @@ tick, a rebalance): a batch awaits its sends, and a tick that closed windows in 
 would report them closed to stage 3 before this batch's partials of older windows went out,
 so stage 3 would finalize those windows without them.
 
-Every stage's batches and ticks also hold the app's batch gate (`batch_gate`): with
+Every stage's batches and ticks (and the alerts' tick) also hold the app's batch gate
+(`batch_gate`): with
 exactly-once processing a transaction commits only between batches
 (`streams/runtime/transactions.py`), never in the middle of one.
 
@@ -81,6 +82,9 @@ class BatchedStage(abc.ABC):
     async def handle(self, batch: Sequence[EventT]) -> None:
         async with batch_gate(self.app), self.lock:
             await self.process(batch)
+            # acked before the gate opens: a commit takes the batch's offsets with its sends
+            for event in batch:
+                event.ack()
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:

@@ -17,12 +17,17 @@ of Faust's transaction manager break a batch apart, and this subclass changes th
 
 It also commits a transaction that has sends but no new input offsets (a clock tick that
 closed windows on a quiet partition), which Faust would leave open: its records stay
-invisible to `read_committed` consumers until a commit.
+invisible to `read_committed` consumers until a commit. A record for a partition whose
+transaction has ended (the worker stops, the partition moves) is not sent at all: sent
+outside a transaction it would be visible while the batch's input offsets are not
+committed, and the batch read again would write it twice or, with its dedup record
+visible and its outputs not, never.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +36,6 @@ from typing import Any
 
 import faust
 from aiokafka.errors import ProducerFenced
-from faust.exceptions import ProducerSendError
 from faust.transport.consumer import TransactionManager
 from faust.types import TP
 from faust.types.tuples import RecordMetadata
@@ -40,6 +44,8 @@ from mode import Service
 from streams.runtime.stage import batch_gate, drain
 
 __all__ = ["BatchTransactions", "install", "sending_for"]
+
+log = logging.getLogger(__name__)
 
 _source: ContextVar[TP | None] = ContextVar("salewatch_transaction_source", default=None)
 
@@ -64,16 +70,14 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._open: set[str] = set()  # transactions with sends since their last commit
 
-    def _transactional_id(self, tp: TP) -> str | None:
-        """The open transaction of a partition this worker owns; None: not a partition of
-        ours (an input topic HTTP ingest writes to, a partition not assigned here) or its
-        transaction ended (the worker stops)."""
+    def _transaction_of(self, tp: TP) -> str | None:
+        """The transactional id of a partition of ours (an internal topic or changelog);
+        None: not one (an input topic HTTP ingest writes to, an output no stage reads)."""
         try:
             group = self.app.assignor.group_for_topic(tp.topic)
         except KeyError:
             return None
-        tid = f"{self.app.conf.id}-{group}-{tp.partition}"
-        return tid if self._transactional_id_open(tid) else None
+        return f"{self.app.conf.id}-{group}-{tp.partition}"
 
     async def send(
         self,
@@ -87,13 +91,14 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         p = self.consumer.key_partition(topic, key, partition)
-        source = _source.get()
-        if source is not None:
-            tid = self._transactional_id(source)
-            if tid is None:  # sent outside it, a replay of the batch would send it again
-                raise ProducerSendError(f"{source}: no open transaction to send to {topic}")
-        else:  # a changelog record (Faust's buffer): its partition is its batch's
-            tid = self._transactional_id(TP(topic, p)) if p is not None else None
+        # a changelog record from Faust's buffer goes to its batch's partition (`writing_to`)
+        source = _source.get() or (TP(topic, p) if p is not None else None)
+        tid = self._transaction_of(source) if source is not None else None
+        if tid is not None and not self._is_open(tid):
+            # its transaction ended (the worker stops, or the partition moves): whatever the
+            # batch did is read again from the committed offsets, so none of it may go out
+            log.debug("transactions: %s has no open transaction, not sent to %s", source, topic)
+            return asyncio.get_running_loop().create_future()
         if tid is not None:
             self._open.add(tid)
         return await self.producer.send(  # type: ignore[no-any-return]
@@ -105,7 +110,7 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
             await drain(self.app)  # the changelog records of the batches before the gate
             by_tid: dict[str, dict[TP, int]] = defaultdict(dict)
             for tp, offset in offsets.items():
-                tid = self._transactional_id(tp)
+                tid = self._transaction_of(tp)
                 if tid is not None:
                     by_tid[tid][tp] = offset
             open_tids = self._open | set(by_tid)
@@ -113,13 +118,13 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
             try:  # together: each is a few round trips to the broker, and batches wait
                 await asyncio.gather(*(
                     self._commit_one(tid, by_tid.get(tid, {}), start_new_transaction)
-                    for tid in sorted(open_tids) if self._transactional_id_open(tid)
+                    for tid in sorted(open_tids) if self._is_open(tid)
                 ))  # fmt: skip
             except ProducerFenced as exc:  # another worker owns the partition now
                 await self.app.crash(exc)
         return True
 
-    def _transactional_id_open(self, tid: str) -> bool:
+    def _is_open(self, tid: str) -> bool:
         producer = self.producer._transaction_producers.get(tid)
         return producer is not None and bool(producer._txn_manager.is_in_transaction())
 
