@@ -7,8 +7,7 @@ would report them closed to stage 3 before this batch's partials of older window
 so stage 3 would finalize those windows without them.
 
 Every stage's batches and ticks (and the alerts' tick) also hold the app's batch gate
-(`batch_gate`): with
-exactly-once processing a transaction commits only between batches
+(`batch_gate`): with exactly-once processing a transaction commits only between batches
 (`streams/runtime/transactions.py`), never in the middle of one.
 
 Before partitions go to another owner, and before the worker stops, the producer is
