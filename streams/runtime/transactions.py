@@ -69,6 +69,9 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open: set[str] = set()  # transactions with sends since their last commit
+        self._sending = 0  # sends not yet handed to their producer
+        self._handed_over = asyncio.Event()
+        self._handed_over.set()
 
     def _transaction_of(self, tp: TP) -> str | None:
         """The transactional id of a partition of ours (an internal topic or changelog);
@@ -99,15 +102,28 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
             # batch did is read again from the committed offsets, so none of it may go out
             log.debug("transactions: %s has no open transaction, not sent to %s", source, topic)
             return asyncio.get_running_loop().create_future()
-        if tid is not None:
-            self._open.add(tid)
-        return await self.producer.send(  # type: ignore[no-any-return]
-            topic, key, value, p, timestamp, headers, transactional_id=tid
-        )
+        if tid is None:
+            return await self.producer.send(  # type: ignore[no-any-return]
+                topic, key, value, p, timestamp, headers
+            )
+        self._open.add(tid)
+        self._sending += 1
+        self._handed_over.clear()
+        try:  # waits while the producer's accumulator is full
+            return await self.producer.send(  # type: ignore[no-any-return]
+                topic, key, value, p, timestamp, headers, transactional_id=tid
+            )
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._handed_over.set()
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with batch_gate(self.app):
-            await drain(self.app)  # the changelog records of the batches before the gate
+            # the changelog records of the batches before the gate: queued in Faust's buffer,
+            # or taken from it and still waiting for room in their producer
+            await drain(self.app)
+            await self._handed_over.wait()
             by_tid: dict[str, dict[TP, int]] = defaultdict(dict)
             for tp, offset in offsets.items():
                 tid = self._transaction_of(tp)
