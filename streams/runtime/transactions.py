@@ -123,6 +123,8 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
             # the changelog records of the batches before the gate: queued in Faust's buffer,
             # or taken from it and still waiting for room in their producer
             await drain(self.app)
+            if self.app.producer.buffer.size:  # drain gave up: commit them with a later batch
+                return False
             await self._handed_over.wait()
             by_tid: dict[str, dict[TP, int]] = defaultdict(dict)
             for tp, offset in offsets.items():
