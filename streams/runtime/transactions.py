@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import faust
 from aiokafka.errors import ProducerFenced
@@ -60,18 +61,48 @@ def sending_for(tp: TP) -> Iterator[None]:
         _source.reset(token)
 
 
+class HandOver:
+    """Counts the records Faust's buffer took from its queue and has not yet handed to their
+    producer: the queue is empty while one is on its way (awaiting the producer, or room in
+    its accumulator), and a commit then would put it in the next transaction."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._done = asyncio.Event()
+        self._done.set()
+
+    def wrap(self, send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def counted(fut: Any) -> None:
+            self._in_flight += 1  # before the first await: the queue no longer holds it
+            self._done.clear()
+            try:
+                await send(fut)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._done.set()
+
+        return counted
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+
+_hand_overs: WeakKeyDictionary[faust.App, HandOver] = WeakKeyDictionary()
+
+
 def install(app: faust.App) -> None:
     """Use `BatchTransactions` for this app's exactly-once processing."""
     app.transport.TransactionManager = BatchTransactions
+    buffer = app.producer.buffer
+    hand_over = _hand_overs[app] = HandOver()
+    buffer._send_pending = hand_over.wrap(buffer._send_pending)
 
 
 class BatchTransactions(TransactionManager):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open: set[str] = set()  # transactions with sends since their last commit
-        self._sending = 0  # sends not yet handed to their producer
-        self._handed_over = asyncio.Event()
-        self._handed_over.set()
 
     def _transaction_of(self, tp: TP) -> str | None:
         """The transactional id of a partition of ours (an internal topic or changelog);
@@ -107,16 +138,9 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
                 topic, key, value, p, timestamp, headers
             )
         self._open.add(tid)
-        self._sending += 1
-        self._handed_over.clear()
-        try:  # waits while the producer's accumulator is full
-            return await self.producer.send(  # type: ignore[no-any-return]
-                topic, key, value, p, timestamp, headers, transactional_id=tid
-            )
-        finally:
-            self._sending -= 1
-            if not self._sending:
-                self._handed_over.set()
+        return await self.producer.send(  # type: ignore[no-any-return]
+            topic, key, value, p, timestamp, headers, transactional_id=tid
+        )
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         async with batch_gate(self.app):
@@ -125,7 +149,7 @@ class BatchTransactions(TransactionManager):  # type: ignore[misc]
             await drain(self.app)
             if self.app.producer.buffer.size:  # drain gave up: commit them with a later batch
                 return False
-            await self._handed_over.wait()
+            await _hand_overs[self.app].wait()
             by_tid: dict[str, dict[TP, int]] = defaultdict(dict)
             for tp, offset in offsets.items():
                 tid = self._transaction_of(tp)
