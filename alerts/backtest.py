@@ -260,12 +260,7 @@ def kafka_windows(
     from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
     options = (security or KafkaSecurity()).client_options()
-    consumer = KafkaConsumer(  # committed windows only: stage 3 writes them in transactions
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        **options,
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
@@ -275,7 +270,7 @@ def kafka_windows(
         ends = consumer.end_offsets(partitions)
         left = {tp for tp in partitions if ends[tp] > 0}
         while left:
-            for records in consumer.poll(timeout_ms=1000).values():
+            for tp, records in consumer.poll(timeout_ms=1000).items():
                 for message in records:
                     record = orjson.loads(message.value)
                     start = record["window_start"]
@@ -283,8 +278,8 @@ def kafka_windows(
                         until_ms is None or start < until_ms
                     ):
                         yield record
-            # a partition can end with a transaction marker, which no poll returns
-            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
+                if consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
     finally:
         consumer.close()
 

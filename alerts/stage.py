@@ -38,7 +38,6 @@ from streams.inventory.stock import StockStatus
 from streams.merge.agent import MergeStage
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
-from streams.runtime.stage import batch_gate
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
 
@@ -199,14 +198,13 @@ class AlertStage:
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        async with batch_gate(self.app):  # its table writes fall between two commits
-            for q in sorted(self.assigned() - self.loaded):
-                await self._load(q)
-            now_ms = wall_ms()
-            await self._commit(self.book.due(now_ms))
-            if self.notifier is not None:
-                self.notifier.resend(self.book.active.values(), now_ms)
-            self._export_calendar(now_ms)
+        for q in sorted(self.assigned() - self.loaded):
+            await self._load(q)
+        now_ms = wall_ms()
+        await self._commit(self.book.due(now_ms))
+        if self.notifier is not None:
+            self.notifier.resend(self.book.active.values(), now_ms)
+        self._export_calendar(now_ms)
 
     def _export_calendar(self, now_ms: int) -> None:
         """The sale's start and running phases, for the war room's totals and annotations."""

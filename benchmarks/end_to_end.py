@@ -20,8 +20,7 @@ table) reads the same kind of inputs in the same run, timed from its first count
 to its last (polled every 0.05 s).
 
 With `--baseline REV` the same runs are repeated, in the same order, with workers started
-from that commit's tree (`git archive`): a lift measured before and after in one run (the
-paced run too).
+from that commit's tree (`git archive`): a lift measured before and after in one run.
 
 A live paced run follows (`--paced-rate`, 1 worker, batched): the producer sends the
 scenario at that rate into a running, idle worker; timed from the first event produced to
@@ -179,12 +178,9 @@ def first_timestamp(bootstrap: str, topics: list[str], accept: Callable[[bytes],
 def last_window_timestamp(
     bootstrap: str, topic: str, expected: frozenset[WindowId], timeout_s: float
 ) -> float:
-    """Wall-clock seconds when the last final window of `expected` was read: committed, so
-    visible to every reader (a window's own timestamp is when it was sent; its transaction
-    commits up to a commit interval later)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False,
-                             isolation_level="read_committed")  # fmt: skip
+    """Wall-clock seconds of the last final window of `expected`, once all are out."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
     seen: set[WindowId] = set()
     last = 0.0
     deadline = time.monotonic() + timeout_s
@@ -199,7 +195,7 @@ def last_window_timestamp(
                     window = window_id(orjson.loads(record.value))
                     if window in expected:
                         seen.add(window)
-                        last = time.time()
+                        last = max(last, record.timestamp / 1000)
         return last
     finally:
         consumer.close()
@@ -312,11 +308,8 @@ def run_naive(stack: Stack, tmp: Path, inputs: Inputs) -> Run:
         factory.stop_all()
 
 
-def run_paced(
-    stack: Stack, tmp: Path, scenario: Scenario, batch: int, rate: float, tree: tuple[str, Path]
-) -> Run:
-    label, repo = tree
-    factory = WorkerFactory(stack, tmp, repo=repo)
+def run_paced(stack: Stack, tmp: Path, scenario: Scenario, batch: int, rate: float) -> Run:
+    factory = WorkerFactory(stack, tmp)
     factory.tmp.mkdir(parents=True)
     speed = DURATION_S * rate / len(scenario)  # event seconds per wall second
     try:
@@ -333,7 +326,7 @@ def run_paced(
         inputs = [factory.input_topic(t) for t in scenario.deliveries_by_topic()]
         begin = first_timestamp(stack.kafka_bootstrap, inputs, lambda value: True)
         return Run(
-            f"paced {rate:,.0f}/s", label, 1, len(scenario), end - begin,
+            f"paced {rate:,.0f}/s", "salewatch", 1, len(scenario), end - begin,
             stock.last_change - begin if stock.applied else None, begin - launched,
             usage.cpu_between(begin, end), usage.peak_mib, buffer_warnings([worker]),
             tail_seconds=end - sent,
@@ -429,9 +422,9 @@ def main() -> None:
                         for number, tree in enumerate(trees):
                             path = tmp / f"{index}-{inputs.prefix}{workers}-{number}"
                             table.add(run_salewatch(stack, path, inputs, workers, tree))
-                for number, tree in enumerate(trees if args.paced_rate else []):
-                    table.add(run_paced(stack, tmp / f"{index}-paced-{number}", scenario,
-                                        args.batch, args.paced_rate, tree))  # fmt: skip
+                if args.paced_rate:
+                    table.add(run_paced(stack, tmp / f"{index}-paced", scenario, args.batch,
+                                        args.paced_rate))  # fmt: skip
     finally:
         delete_topics(stack.kafka_bootstrap, [inputs.prefix for inputs in preloaded])
     table.print()

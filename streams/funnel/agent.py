@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP, EventT, TopicT
+from faust.types import EventT, TopicT
 
 from streams.contract.events import TOPIC_TYPES
 from streams.contract.routing import merge_partition, partition_for
@@ -24,10 +24,9 @@ from streams.inventory.changes import stock_key
 from streams.runtime.delivery import fitting_chunks, watch_delivery
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
-from streams.runtime.stage import BatchedStage, batch_gate
+from streams.runtime.stage import BatchedStage
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
-from streams.runtime.transactions import sending_for
 
 __all__ = ["FunnelStage"]
 
@@ -116,33 +115,26 @@ class FunnelStage(BatchedStage):
             by_partition[event.message.partition].append(orjson.loads(event.value))
             last_offset[event.message.partition] = event.message.offset
         wall_ms = _wall_ms()
-        events_topic = self.topics.events.get_topic_name()
         for p, items in by_partition.items():
-            with sending_for(TP(events_topic, p)):
-                await self._process_partition(p, items, last_offset[p], wall_ms)
-
-    async def _process_partition(
-        self, p: int, items: list[Any], last_offset: int, wall_ms: int
-    ) -> None:
-        state = self.partition_state(p)
-        closed_before = state.watermark.closed_before_ms
-        outcome = BatchOutcome()
-        events = 0
-        for item in items:  # in order: a report only affects the events after it
-            if isinstance(item, dict):
-                state.watermark.report(item["marks"], item["inputs"], wall_ms)
-            else:
-                state.apply(item, self.orders_table, outcome)
-                events += len(item)
-        with writing_to(p):
-            self._persist(p, state, outcome)
-            self._persist_dedup(p, state, last_offset)
-            closed = self._close(p, state)
-        await self._send_stock_changes(outcome)
-        if closed or state.watermark.closed_before_ms != closed_before:
-            await self._send_partials(p, state, closed)
-        self._count(outcome)
-        self.metrics.processed.labels("funnel").inc(events)
+            state = self.partition_state(p)
+            closed_before = state.watermark.closed_before_ms
+            outcome = BatchOutcome()
+            events = 0
+            for item in items:  # in order: a report only affects the events after it
+                if isinstance(item, dict):
+                    state.watermark.report(item["marks"], item["inputs"], wall_ms)
+                else:
+                    state.apply(item, self.orders_table, outcome)
+                    events += len(item)
+            with writing_to(p):
+                self._persist(p, state, outcome)
+                self._persist_dedup(p, state, last_offset[p])
+                closed = self._close(p, state)
+            await self._send_stock_changes(outcome)
+            if closed or state.watermark.closed_before_ms != closed_before:
+                await self._send_partials(p, state, closed)
+            self._count(outcome)
+            self.metrics.processed.labels("funnel").inc(events)
 
     def _persist(self, p: int, state: FunnelPartition, outcome: BatchOutcome) -> None:
         for store_id, channel, start in outcome.touched_windows:
@@ -242,7 +234,7 @@ class FunnelStage(BatchedStage):
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        async with batch_gate(self.app), self.lock:
+        async with self.lock:
             await self._tick()
 
     async def _tick(self) -> None:
@@ -259,5 +251,4 @@ class FunnelStage(BatchedStage):
             with writing_to(tp.partition):
                 self._persist(tp.partition, state, BatchOutcome())
                 closed = self._close(tp.partition, state)
-            with sending_for(tp):
-                await self._send_partials(tp.partition, state, closed)
+            await self._send_partials(tp.partition, state, closed)

@@ -29,7 +29,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP, EventT
+from faust.types import EventT
 
 from streams.contract.routing import partition_for
 from streams.inventory.quiet import QuietIndex
@@ -46,10 +46,9 @@ from streams.inventory.stock import (
 )
 from streams.runtime.metrics import OTHER, TOP_SKUS, Metrics
 from streams.runtime.settings import Settings
-from streams.runtime.stage import BatchedStage, batch_gate
+from streams.runtime.stage import BatchedStage
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
-from streams.runtime.transactions import sending_for
 
 __all__ = ["InventoryStage", "StockListener"]
 
@@ -161,7 +160,6 @@ class InventoryStage(BatchedStage):
         by_partition: dict[int, list[EventT]] = defaultdict(list)
         for event in batch:
             by_partition[event.message.partition].append(event)
-        stock_topic = self.topics.stock.get_topic_name()
         for p, events in by_partition.items():
             meta = await self.partition_meta(p)
             changes: list[Any] = []
@@ -173,9 +171,8 @@ class InventoryStage(BatchedStage):
                     last_offset = max(last_offset, offset)
             if last_offset == meta.offset:
                 continue  # all applied before a restart
-            with sending_for(TP(stock_topic, p)):  # the alerts of stock transitions
-                for start in range(0, len(changes), CHUNK_CHANGES):
-                    await self._apply(p, meta, changes[start : start + CHUNK_CHANGES])
+            for start in range(0, len(changes), CHUNK_CHANGES):
+                await self._apply(p, meta, changes[start : start + CHUNK_CHANGES])
             with writing_to(p):
                 meta.offset = last_offset
                 self.table[f"{META_PREFIX}{p}"] = meta.encode()
@@ -263,29 +260,28 @@ class InventoryStage(BatchedStage):
     async def tick(self) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             return
-        async with batch_gate(self.app):  # its table writes fall between two commits
-            missing = self.assigned() - set(self.partitions)
-            if missing:
-                await self._load(missing)
-            transitions = self._quiet_due_now()
-            for low in self.index.all(Status.LOW):
-                p = self.key_partition(low.store_id, low.sku)
-                meta = self.partitions.get(p)
-                now_ms = meta.stream_ms if meta is not None else None
-                if now_ms is None or now_ms - low.ts < REEVALUATE_MS:
-                    continue
-                key = f"{low.store_id}|{low.sku}"
-                stored = self._reevaluate_stored(p, key, now_ms)
-                if stored is None:
-                    continue
-                state, transition = stored
-                if transition is None:
-                    self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
-                    continue
-                transitions.append(transition)
-            await self._publish(transitions)
-            # minutes to stock-out of the low keys changed with event time, transition or not
-            self._export_top({low.store_id for low in self.index.all(Status.LOW)})
+        missing = self.assigned() - set(self.partitions)
+        if missing:
+            await self._load(missing)
+        transitions = self._quiet_due_now()
+        for low in self.index.all(Status.LOW):
+            p = self.key_partition(low.store_id, low.sku)
+            meta = self.partitions.get(p)
+            now_ms = meta.stream_ms if meta is not None else None
+            if now_ms is None or now_ms - low.ts < REEVALUATE_MS:
+                continue
+            key = f"{low.store_id}|{low.sku}"
+            stored = self._reevaluate_stored(p, key, now_ms)
+            if stored is None:
+                continue
+            state, transition = stored
+            if transition is None:
+                self.index.update(StockStatus.of(key, state, now_ms, self.rules, None))
+                continue
+            transitions.append(transition)
+        await self._publish(transitions)
+        # minutes to stock-out of the low keys changed with event time, transition or not
+        self._export_top({low.store_id for low in self.index.all(Status.LOW)})
 
     def _quiet_due_now(self) -> list[StockStatus]:
         """Ok keys whose partition's event time passed their quiet due time: slow now."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP, EventT
+from faust.types import EventT
 
 from streams.contract.routing import merge_partition
 from streams.eventtime import WindowKey
@@ -23,7 +23,6 @@ from streams.runtime.settings import Settings
 from streams.runtime.stage import BatchedStage
 from streams.runtime.state import partitioned_table, writing_to
 from streams.runtime.topics import Topics
-from streams.runtime.transactions import sending_for
 
 __all__ = ["FrontierListener", "MergeStage", "SpendSource", "WindowListener"]
 
@@ -90,27 +89,22 @@ class MergeStage(BatchedStage):
         by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for event in batch:
             by_partition[event.message.partition].append(orjson.loads(event.value))
-        partials_topic = self.topics.partials.get_topic_name()
         for q, messages in by_partition.items():
-            with sending_for(TP(partials_topic, q)):
-                await self._process_partition(q, messages)
-
-    async def _process_partition(self, q: int, messages: list[dict[str, Any]]) -> None:
-        state = self.partition_state(q)
-        frontier_before = state.final_before
-        touched: set[WindowKey] = set()
-        for message in messages:
-            touched |= state.add(message)
-        self._report_missed(state)
-        final = state.finalize()
-        with writing_to(q):
-            self._persist(state, touched, final)
-            buyers = self.buyers.classify(final)
-        for key, aggregate in final:
-            await self._emit(key, aggregate, buyers.get(key, BuyerCounts()))
-        if state.final_before is not None and state.final_before != frontier_before:
-            for frontier_listener in self.frontier_listeners:
-                await frontier_listener(q, state.final_before)
+            state = self.partition_state(q)
+            frontier_before = state.final_before
+            touched: set[WindowKey] = set()
+            for message in messages:
+                touched |= state.add(message)
+            self._report_missed(state)
+            final = state.finalize()
+            with writing_to(q):
+                self._persist(state, touched, final)
+                buyers = self.buyers.classify(final)
+            for key, aggregate in final:
+                await self._emit(key, aggregate, buyers.get(key, BuyerCounts()))
+            if state.final_before is not None and state.final_before != frontier_before:
+                for frontier_listener in self.frontier_listeners:
+                    await frontier_listener(q, state.final_before)
 
     def _report_missed(self, state: MergePartition) -> None:
         for (store_id, channel, start), source, events in state.missed:
@@ -147,9 +141,11 @@ class MergeStage(BatchedStage):
         end = start + self.settings.window_ms
         spend = self.spend_of(store_id, channel, start, end)
         record = window_record(key, self.settings.window_ms, aggregate, buyers, spend)
-        # in the transaction of this batch, with its table writes (the "already emitted" mark)
-        delivery = await self.topics.windows.send(key=f"{store_id}|{channel}".encode(),
-                                                  value=orjson.dumps(record))  # fmt: skip
+        # Queued behind this batch's table writes (the "already emitted" mark), in the same
+        # buffer: a direct send would overtake them, and a worker killed in between would
+        # emit the window again on restart.
+        delivery = self.topics.windows.send_soon(key=f"{store_id}|{channel}".encode(),
+                                                 value=orjson.dumps(record))  # fmt: skip
         watch_delivery(delivery, self.topics.windows.get_topic_name(), self.metrics.produce_errors)
         recent = self.recent[store_id, channel]
         recent.append(record)

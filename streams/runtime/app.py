@@ -16,7 +16,7 @@ from streams.inventory import api as inventory_api
 from streams.inventory.agent import InventoryStage
 from streams.merge import api as windows_api
 from streams.merge.agent import MergeStage
-from streams.runtime import producing, repeated_logs, skipped_acks, transactions, web
+from streams.runtime import producing, repeated_logs, skipped_acks, web
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS, Topics
@@ -61,11 +61,8 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_heartbeat_interval=settings.session_timeout_ms / 3000,
         table_standby_replicas=settings.table_standby_replicas,
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
-        # one Kafka transaction per batch: its table writes, outputs and input offsets
-        processing_guarantee="exactly_once",
     )
     app.producer.buffer.max_messages = producing.changelog_buffer_messages(settings)
-    transactions.install(app)
     topics = Topics.declare(app, settings)
     status = WorkerStatus()
     funnel = FunnelStage(app, settings, topics, metrics)

@@ -6,10 +6,6 @@ tick, a rebalance): a batch awaits its sends, and a tick that closed windows in 
 would report them closed to stage 3 before this batch's partials of older windows went out,
 so stage 3 would finalize those windows without them.
 
-Every stage's batches and ticks (and the alerts' tick) also hold the app's batch gate
-(`batch_gate`): with exactly-once processing a transaction commits only between batches
-(`streams/runtime/transactions.py`), never in the middle of one.
-
 Before partitions go to another owner, and before the worker stops, the producer is
 drained (`drain`): everything written for them must be in Kafka when their new owner
 restores from it.
@@ -23,28 +19,17 @@ import logging
 import time
 from collections.abc import AsyncIterable, Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import faust
 from faust.types import EventT, TopicT
 
 from streams.runtime.settings import Settings
 
-__all__ = ["BatchedStage", "batch_gate", "drain"]
+__all__ = ["BatchedStage", "drain"]
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 30.0
-
-_gates: WeakKeyDictionary[faust.App, asyncio.Lock] = WeakKeyDictionary()
-
-
-def batch_gate(app: faust.App) -> asyncio.Lock:
-    """Held by every batch and tick of the app's stages, and by a transaction commit."""
-    gate = _gates.get(app)
-    if gate is None:
-        gate = _gates[app] = asyncio.Lock()
-    return gate
 
 
 async def drain(app: faust.App) -> None:
@@ -79,11 +64,8 @@ class BatchedStage(abc.ABC):
             await self.handle(batch)
 
     async def handle(self, batch: Sequence[EventT]) -> None:
-        async with batch_gate(self.app), self.lock:
+        async with self.lock:
             await self.process(batch)
-            # acked before the gate opens: a commit takes the batch's offsets with its sends
-            for event in batch:
-                event.ack()
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:

@@ -362,7 +362,6 @@ class _WindowReader:
             bootstrap_servers=bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
-            isolation_level="read_committed",
         )
         self.records: list[dict[str, Any]] = []
 

@@ -30,7 +30,6 @@ def consume(
     bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0, **options: Any
 ) -> list[ConsumerRecord]:
     """Read a topic from the start until `expected` records arrived or the time is up.
-    Only committed records, as the worker's outputs are to be read (docs/contract.md §4).
     `options`: more of kafka-python's (the security ones)."""
     consumer = KafkaConsumer(
         topic,
@@ -38,7 +37,6 @@ def consume(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=500,
-        isolation_level="read_committed",
         **options,
     )
     records: list[ConsumerRecord] = []
@@ -71,37 +69,15 @@ def delete_topics(bootstrap: str, prefixes: Iterable[str], **options: Any) -> No
 Offsets = dict[TopicPartition, int]
 
 
-# how far back from a partition's end its last committed record is looked for
-TAIL_OFFSETS = 100
-
-
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> Offsets:
-    """Per partition, the offset after its last committed record: what a group commits once
-    it has read everything. A transaction's end marker takes an offset too, which no consumer
-    is given (the worker writes its internal topics in transactions)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         partitions = [
             TopicPartition(topic, p)
             for topic in topics
             for p in consumer.partitions_for_topic(topic) or ()
         ]
-        ends = consumer.end_offsets(partitions)
-        begins = consumer.beginning_offsets(partitions)
-        consumer.assign(partitions)
-        after_last = {tp: max(begins[tp], ends[tp] - TAIL_OFFSETS) for tp in partitions}
-        for tp, offset in after_last.items():
-            consumer.seek(tp, offset)
-        left = {tp for tp in partitions if after_last[tp] < ends[tp]}
-        while left:
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        after_last[tp] = record.offset + 1
-            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
-        return after_last
+        return consumer.end_offsets(partitions)  # type: ignore[no-any-return]
     finally:
         consumer.close()
 

@@ -22,13 +22,7 @@ def read_topic(
     is an error when `required`, else nothing (no alert ever fired: no alerts topic)."""
     from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 
-    # committed records only: a worker's outputs are written in transactions (an aborted one
-    # holds records a new owner writes again)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
@@ -47,8 +41,8 @@ def read_topic(
                     if message.offset < ends[tp]:
                         yield orjson.loads(message.value)
                 progress.advance(task, len(messages))
-            # a partition can end with a transaction marker, which no poll returns
-            left = {tp for tp in left if consumer.position(tp) < ends[tp]}
+                if consumer.position(tp) >= ends[tp]:
+                    left.discard(tp)
         progress.update(task, completed=sum(ends[p] - begins[p] for p in ends))
     finally:
         consumer.close()

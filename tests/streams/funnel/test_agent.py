@@ -43,9 +43,7 @@ class RecordingTopic:
 
 def message(partition: int, offset: int, value: Any) -> SimpleNamespace:
     return SimpleNamespace(
-        message=SimpleNamespace(partition=partition, offset=offset),
-        value=orjson.dumps(value),
-        ack=lambda: True,
+        message=SimpleNamespace(partition=partition, offset=offset), value=orjson.dumps(value)
     )
 
 
