@@ -66,6 +66,10 @@ class BatchedStage(abc.ABC):
     async def handle(self, batch: Sequence[EventT]) -> None:
         async with self.lock:
             await self.process(batch)
+            if self.app.should_stop:
+                # The stop commits this batch's offsets once it returns, with Faust's flush,
+                # which leaves records queued: its table writes must be in Kafka first.
+                await drain(self.app)
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:

@@ -11,7 +11,7 @@ from faust.transport.producer import ProducerBuffer
 
 from streams.runtime.producing import changelog_buffer_messages
 from streams.runtime.settings import load_settings
-from streams.runtime.stage import drain
+from streams.runtime.stage import BatchedStage, drain
 
 STALL_EVERY = 5_000
 STALL_S = 0.2  # longer than the 0.1 s Faust's flush waits for a send
@@ -45,5 +45,37 @@ async def test_drain_sends_a_full_buffer_where_fausts_flush_gives_up() -> None:
         await drain(app)
         assert buffer.size == 0
         assert buffer.sent == queued
+    finally:
+        await buffer.stop()
+
+
+class Recording(BatchedStage):
+    def __init__(self, app: Any) -> None:
+        super().__init__(app, load_settings())
+        self.batches: list[Any] = []
+
+    async def process(self, batch: Any) -> None:
+        self.batches.append(batch)
+
+    def forget_partitions(self) -> None:
+        pass
+
+
+async def test_a_batch_that_ends_while_the_worker_stops_drains_before_it_is_acked() -> None:
+    """Faust commits a batch's offsets when it returns during a stop, after its own flush:
+    the batch's queued table writes are sent before that, not left in the buffer."""
+    buffer = StallingBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+    await buffer.start()
+    try:
+        app: Any = SimpleNamespace(
+            producer=SimpleNamespace(buffer=buffer, flush=buffer.flush), should_stop=False
+        )
+        stage = Recording(app)
+        for _ in range(2 * STALL_EVERY):
+            buffer.put(object())  # type: ignore[arg-type]
+        app.should_stop = True
+        await stage.handle(["a batch"])  # type: ignore[list-item]
+        assert stage.batches == [["a batch"]] and buffer.size == 0
     finally:
         await buffer.stop()
