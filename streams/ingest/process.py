@@ -4,7 +4,9 @@ Started and watched by the worker (streams/ingest/supervisor.py), which it talks
 pipe: it sends what it counted (the metrics live in the worker) and asks, when it takes an
 input partition over from another worker, how far that partition had been read. Offsets
 are committed only after Kafka acknowledged every send they led to: routed events, dead
-letters and progress reports (at-least-once; stage 2 dedups). A send Kafka refused is never
+letters and progress reports (at-least-once; stage 2 dedups). A progress report goes out
+only once every send before it is acknowledged: a report that arrives never speaks for an
+event lost on the way. A send Kafka refused is never
 skipped: nothing is committed, the producer is replaced and the inputs are read again from
 the last commit, with growing pauses; after the last one the process gives up and the worker
 starts a new one. A closed pipe means the worker is gone, so this process stops too.
@@ -71,25 +73,28 @@ class WorkerLink:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._closed = False
 
     def send_counts(self, counts: IngestCounts) -> None:
-        self._connection.send(("counts", counts))
+        self._tell("counts", counts)
 
     def send_lag(self, lag_by_topic: dict[str, int]) -> None:
-        self._connection.send(("lag", lag_by_topic))
+        self._tell("lag", lag_by_topic)
 
     def send_failed(self, failed_by_topic: Mapping[str, int]) -> None:
-        self._connection.send(("failed", dict(failed_by_topic)))
+        self._tell("failed", dict(failed_by_topic))
 
     def send_committed(self) -> None:
-        self._connection.send(("committed", None))
+        self._tell("committed", None)
 
     def send_kafka_reachable(self, reachable: bool) -> None:
-        self._connection.send(("kafka", reachable))
+        self._tell("kafka", reachable)
 
     def ask_stream_time(self, names: list[str]) -> dict[str, int]:
-        """Blocks this process's loop briefly: only after a rebalance hands partitions over."""
-        self._connection.send(("ask", names))
+        """Blocks this process's loop briefly: only after a rebalance hands partitions over.
+        Nothing is known once the worker is gone (this process stops after the step)."""
+        if not self._tell("ask", names):
+            return {}
         if not self._connection.poll(ANSWER_TIMEOUT_S):
             raise TimeoutError("the worker did not answer a stream-time question")
         answer: dict[str, int] = self._connection.recv()
@@ -98,11 +103,20 @@ class WorkerLink:
     def closed_by_worker(self) -> bool:
         """True when the worker closed its end (it stopped or died)."""
         try:
-            while self._connection.poll():
+            while not self._closed and self._connection.poll():
                 self._connection.recv()  # nothing else is sent unasked
         except (EOFError, OSError):
-            return True
-        return False
+            self._closed = True
+        return self._closed
+
+    def _tell(self, kind: str, payload: Any) -> bool:
+        """Send unless the worker is gone (it closes the pipe when it stops): False then."""
+        if not self._closed:
+            try:
+                self._connection.send((kind, payload))
+            except OSError:  # the pipe is closed
+                self._closed = True
+        return not self._closed
 
 
 class RoutedProducer:
@@ -158,7 +172,12 @@ class RoutedProducer:
             )
 
     async def broadcast(self, report: dict[str, Any]) -> None:
-        """After the events sent before it: a report only speaks for what went before it."""
+        """Once Kafka has acknowledged every send before it (else DeliveryFailed): the
+        report speaks for those events. Sent beside them, it could arrive when they did not
+        (a stop or a kill with sends still buffered, a refused send): stage 2 would close
+        their windows without them, and a restarted stage 1, starting from the stream time
+        stage 2 heard, would judge them late when it reads them again."""
+        await self.acknowledged()
         payload = orjson.dumps(report)
         for partition in range(self._partitions):
             await self._send(self._events_topic, payload, partition=partition)
@@ -216,6 +235,11 @@ class IngestLoop:
         self._counts: list[IngestCounts] = []
         self._failures = 0  # failed deliveries since the last commit
         self._last_report = self._last_commit = 0.0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the step under way, then close: the producer sends what it still holds."""
+        self._stopping = True
 
     async def run(self) -> None:
         await self._output.start()
@@ -224,7 +248,7 @@ class IngestLoop:
         # beside the loop, which may wait up to DELIVERY_TIMEOUT_S for acknowledgements
         probe = asyncio.create_task(self._probe_forever())
         try:
-            while not self._link.closed_by_worker():
+            while not self._stopping and not self._link.closed_by_worker():
                 try:
                     await self._step()
                 except DeliveryFailed as failure:
@@ -329,10 +353,10 @@ def main(settings: Settings, connection: Connection, log_level: int) -> None:
     link = WorkerLink(connection)
 
     async def until_stopped() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await IngestLoop(settings, link).run()
+        ingest = IngestLoop(settings, link)
+        # Not a cancel: the worker closes the pipe and then sends SIGTERM, and a cancel would
+        # cut the producer's stop short, dropping the sends it still buffers.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, ingest.stop)
+        await ingest.run()
 
     asyncio.run(until_stopped())

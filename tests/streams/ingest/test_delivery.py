@@ -1,13 +1,16 @@
-"""Stage 1 checks every send before it commits; the worker counts failures and turns
-/health red until the next commit (no broker needed)."""
+"""Stage 1 checks every send before it commits or reports progress; the worker counts
+failures and turns /health red until the next commit; a worker gone stops stage 1 quietly
+(no broker needed)."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -17,6 +20,7 @@ from streams.ingest.process import (
     DeliveryFailed,
     IngestLoop,
     RoutedProducer,
+    WorkerLink,
 )
 from streams.ingest.supervisor import IngestServer
 from streams.runtime.metrics import Metrics
@@ -71,6 +75,44 @@ async def test_a_send_never_answered_fails_after_the_timeout(
     assert failed.value.failed == Counter({"sw.events": 1})
 
 
+class HeldProducer:
+    """Records each send; its delivery stays open until the test settles it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.deliveries: list[asyncio.Future[Any]] = []
+
+    async def send(self, topic: str, value: bytes, **options: Any) -> asyncio.Future[Any]:
+        self.sent.append((topic, value))
+        self.deliveries.append(asyncio.get_running_loop().create_future())
+        return self.deliveries[-1]
+
+
+REPORT = {"marks": {"sw.clicks:0": [1_000, False]}, "inputs": 1}
+
+
+async def test_a_report_goes_out_only_once_every_send_before_it_is_acknowledged() -> None:
+    output = routed_producer({})
+    producer = output._producer = HeldProducer()  # type: ignore[assignment]
+    await output._send("sw.events", b"[events]", partition=1)
+    report = asyncio.create_task(output.broadcast(REPORT))
+    await asyncio.sleep(0.05)
+    assert producer.sent == [("sw.events", b"[events]")]  # the report waits
+    producer.deliveries[0].set_result("metadata")
+    await asyncio.wait_for(report, 1)
+    assert [value for _, value in producer.sent[1:]] == [orjson.dumps(REPORT)] * 2
+
+
+async def test_no_report_speaks_for_a_send_kafka_refused() -> None:
+    output = routed_producer({})
+    producer = output._producer = HeldProducer()  # type: ignore[assignment]
+    await output._send("sw.events", b"[events]", partition=1)
+    producer.deliveries[0].set_exception(MessageSizeTooLargeError())
+    with pytest.raises(DeliveryFailed):
+        await output.broadcast(REPORT)
+    assert producer.sent == [("sw.events", b"[events]")]
+
+
 RESTORED = Restore(restoring=False, remaining_records=0, partitions=0)
 
 
@@ -97,3 +139,13 @@ async def test_after_the_last_pause_stage_1_gives_up_loudly() -> None:
     with pytest.raises(DeliveryFailed):
         await loop._recover(failure)
     assert failed == [{"salewatch.events": 4}]  # counted before giving up
+
+
+def test_stage_1_stops_quietly_once_the_worker_closed_the_pipe() -> None:
+    ours, theirs = multiprocessing.Pipe()
+    link = WorkerLink(theirs)
+    assert not link.closed_by_worker()
+    ours.close()  # what the worker does when it stops
+    link.send_lag({"sw.clicks": 3})  # no BrokenPipeError: the loop ends at its next check
+    assert link.closed_by_worker()
+    assert link.ask_stream_time(["sw.clicks:0"]) == {}
