@@ -5,8 +5,8 @@ pipe: it sends what it counted (the metrics live in the worker) and asks, when i
 input partition over from another worker, how far that partition had been read. Offsets
 are committed only after Kafka acknowledged every send they led to: routed events, dead
 letters and progress reports (at-least-once; stage 2 dedups). A progress report goes out
-only once every send before it is acknowledged: a report that arrives never speaks for an
-event lost on the way. A send Kafka refused is never
+only once every send before it is acknowledged (in the background, while the loop reads on):
+a report that arrives never speaks for an event lost on the way. A send Kafka refused is never
 skipped: nothing is committed, the producer is replaced and the inputs are read again from
 the last commit, with growing pauses; after the last one the process gives up and the worker
 starts a new one. A closed pipe means the worker is gone, so this process stops too.
@@ -130,6 +130,7 @@ class RoutedProducer:
         self._deadletter_topic = settings.output_topic("deadletter")
         self._partitions = settings.partitions
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, delivery)
+        self._reporting: asyncio.Task[None] | None = None  # a report waiting for its sends
         self._producer = self._new_producer()
 
     def _new_producer(self) -> AIOKafkaProducer:
@@ -147,6 +148,8 @@ class RoutedProducer:
         await self._producer.start()
 
     async def stop(self) -> None:
+        if self._reporting is not None:
+            self._reporting.cancel()
         with contextlib.suppress(TimeoutError):  # a broker gone: do not hang on its batches
             await asyncio.wait_for(self._producer.stop(), PRODUCER_STOP_TIMEOUT_S)
 
@@ -171,16 +174,27 @@ class RoutedProducer:
                 self._deadletter_topic, letter.value, key=letter.key, headers=letter.headers
             )
 
-    async def broadcast(self, report: dict[str, Any]) -> None:
-        """Once Kafka has acknowledged every send before it (else DeliveryFailed): the
-        report speaks for those events. Sent beside them, it could arrive when they did not
-        (a stop or a kill with sends still buffered, a refused send): stage 2 would close
-        their windows without them, and a restarted stage 1, starting from the stream time
-        stage 2 heard, would judge them late when it reads them again."""
-        await self.acknowledged()
-        payload = orjson.dumps(report)
-        for partition in range(self._partitions):
-            await self._send(self._events_topic, payload, partition=partition)
+    def broadcast(self, report: dict[str, Any]) -> None:
+        """Send `report` to every stage-2 partition once Kafka has acknowledged every send
+        before it, in the background (the loop reads on meanwhile). The report speaks for
+        those events: sent beside them, it could arrive when they did not (a stop or a kill
+        with sends still buffered, a refused send), stage 2 would close their windows
+        without them, and a restarted stage 1, starting from the stream time stage 2 heard,
+        would judge them late when it reads them again. One report waits at a time; while it
+        does, newer ones are dropped (the next one carries the same and more)."""
+        if self._reporting is not None and not self._reporting.done():
+            return
+        before = [future for _, future in self._pending]
+        self._reporting = asyncio.create_task(self._report_after(before, orjson.dumps(report)))
+
+    async def _report_after(self, before: list[asyncio.Future[Any]], payload: bytes) -> None:
+        if before:
+            await asyncio.wait(before)  # acknowledged() times them out, restart() ends them
+        if any(future.cancelled() or future.exception() for future in before):
+            return  # read again from the last commit: a later report speaks for it
+        with contextlib.suppress(DeliveryFailed):  # not sent: the next report is
+            for partition in range(self._partitions):
+                await self._send(self._events_topic, payload, partition=partition)
 
     async def acknowledged(self) -> None:
         """Return once Kafka acknowledged every send since the last call; raise
@@ -275,7 +289,7 @@ class IngestLoop:
         if now - self._last_report >= (REPORT_BUSY_S if consumed else REPORT_IDLE_S):
             with contextlib.suppress(IllegalStateError):  # rebalancing: next round
                 report, lag_by_topic = await progress.report()
-                await self._output.broadcast(report)
+                self._output.broadcast(report)
                 self._link.send_lag(lag_by_topic)
             self._last_report = now
         if now - self._last_commit >= COMMIT_EVERY_S:
