@@ -130,7 +130,9 @@ class RoutedProducer:
         self._deadletter_topic = settings.output_topic("deadletter")
         self._partitions = settings.partitions
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # (topic, delivery)
-        self._reporting: asyncio.Task[None] | None = None  # a report waiting for its sends
+        # the next report, with the deliveries of the sends before it, and its sender
+        self._next_report: tuple[list[asyncio.Future[Any]], bytes] | None = None
+        self._reporting: asyncio.Task[None] | None = None
         self._producer = self._new_producer()
 
     def _new_producer(self) -> AIOKafkaProducer:
@@ -148,6 +150,7 @@ class RoutedProducer:
         await self._producer.start()
 
     async def stop(self) -> None:
+        self._next_report = None
         if self._reporting is not None:
             self._reporting.cancel()
         with contextlib.suppress(TimeoutError):  # a broker gone: do not hang on its batches
@@ -180,21 +183,23 @@ class RoutedProducer:
         those events: sent beside them, it could arrive when they did not (a stop or a kill
         with sends still buffered, a refused send), stage 2 would close their windows
         without them, and a restarted stage 1, starting from the stream time stage 2 heard,
-        would judge them late when it reads them again. One report waits at a time; while it
-        does, newer ones are dropped (the next one carries the same and more)."""
-        if self._reporting is not None and not self._reporting.done():
-            return
-        before = [future for _, future in self._pending]
-        self._reporting = asyncio.create_task(self._report_after(before, orjson.dumps(report)))
+        would judge them late when it reads them again. Reports go out in order; while one
+        waits, a newer one replaces any queued behind it (it carries the same and more)."""
+        self._next_report = ([future for _, future in self._pending], orjson.dumps(report))
+        if self._reporting is None or self._reporting.done():
+            self._reporting = asyncio.create_task(self._report())
 
-    async def _report_after(self, before: list[asyncio.Future[Any]], payload: bytes) -> None:
-        if before:
-            await asyncio.wait(before)  # acknowledged() times them out, restart() ends them
-        if any(future.cancelled() or future.exception() for future in before):
-            return  # read again from the last commit: a later report speaks for it
-        with contextlib.suppress(DeliveryFailed):  # not sent: the next report is
-            for partition in range(self._partitions):
-                await self._send(self._events_topic, payload, partition=partition)
+    async def _report(self) -> None:
+        while self._next_report is not None:
+            before, payload = self._next_report
+            self._next_report = None
+            if before:
+                await asyncio.wait(before)  # acknowledged() times them out, restart() ends them
+            if any(future.cancelled() or future.exception() for future in before):
+                continue  # read again from the last commit: a later report speaks for it
+            with contextlib.suppress(DeliveryFailed):  # not sent: the next report is
+                for partition in range(self._partitions):
+                    await self._send(self._events_topic, payload, partition=partition)
 
     async def acknowledged(self) -> None:
         """Return once Kafka acknowledged every send since the last call; raise

@@ -98,10 +98,16 @@ async def test_a_report_goes_out_only_once_every_send_before_it_is_acknowledged(
     output.broadcast(REPORT)
     await asyncio.sleep(0.05)
     assert producer.sent == [("sw.events", b"[events]")]  # the report waits
-    output.broadcast({"marks": {}, "inputs": 1})  # dropped: one waits already
+    await output._send("sw.events", b"[more events]", partition=0)
+    output.broadcast({"marks": {}, "inputs": 1})  # queued behind the waiting one...
+    newer = {"marks": {"sw.clicks:0": [2_000, False]}, "inputs": 1}
+    output.broadcast(newer)  # ...and replaced: it waits for both sends
     producer.deliveries[0].set_result("metadata")
     await asyncio.sleep(0.05)
-    assert [value for _, value in producer.sent[1:]] == [orjson.dumps(REPORT)] * 2
+    assert [value for _, value in producer.sent[2:]] == [orjson.dumps(REPORT)] * 2
+    producer.deliveries[1].set_result("metadata")
+    await asyncio.sleep(0.05)
+    assert [value for _, value in producer.sent[4:]] == [orjson.dumps(newer)] * 2
 
 
 async def test_no_report_speaks_for_a_send_kafka_refused() -> None:
