@@ -16,7 +16,7 @@ from streams.inventory import api as inventory_api
 from streams.inventory.agent import InventoryStage
 from streams.merge import api as windows_api
 from streams.merge.agent import MergeStage
-from streams.runtime import producing, repeated_logs, skipped_acks, web
+from streams.runtime import flush_barrier, producing, repeated_logs, skipped_acks, web
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS, Topics
@@ -28,6 +28,7 @@ __all__ = ["build_app"]
 
 def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     skipped_acks.install()
+    flush_barrier.install()
     metrics = metrics or Metrics(
         max_stores=settings.max_store_labels,
         max_channels=settings.max_channel_labels,

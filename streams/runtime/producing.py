@@ -11,9 +11,9 @@ Faust's own queue of records not yet handed to the Kafka client (table changelog
 until as many records as the limit went out, waiting for each. Its default limit, 100, is
 less than one stage-2 batch writes (every key it touched: thousands of SKUs), so nearly
 every batch stalled. The limit is sized to the batch instead. A longer queue is safe
-because the producer is drained to empty before partitions move and before the worker stops
-(streams/runtime/stage.py `drain`): Faust's own flush gives up after 0.1 s without a send,
-which with this limit and without the drain once lost table writes on a SIGTERM restart
+because Faust's flush, before every commit, before partitions move and at a stop, waits for
+every record queued before it (streams/runtime/flush_barrier.py): its own gives up after
+0.1 s without a send, which with this limit once lost table writes on a SIGTERM restart
 (tests/integration/test_differential.py, docs/profile.md).
 """
 

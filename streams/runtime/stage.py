@@ -7,16 +7,14 @@ would report them closed to stage 3 before this batch's partials of older window
 so stage 3 would finalize those windows without them.
 
 Before partitions go to another owner, and before the worker stops, the producer is
-drained (`drain`): everything written for them must be in Kafka when their new owner
-restores from it.
+flushed (a barrier: streams/runtime/flush_barrier.py): everything written for them must be
+in Kafka when their new owner restores from it.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import logging
-import time
 from collections.abc import AsyncIterable, Sequence
 from typing import Any
 
@@ -25,25 +23,7 @@ from faust.types import EventT, TopicT
 
 from streams.runtime.settings import Settings
 
-__all__ = ["BatchedStage", "drain"]
-
-log = logging.getLogger(__name__)
-
-DRAIN_TIMEOUT_S = 30.0
-
-
-async def drain(app: faust.App) -> None:
-    """Send everything the producer holds. Faust's `flush` returns once 0.1 s pass without
-    a send, with records still queued in its buffer (7,651 were seen at a rebalance): a new
-    owner restoring the tables before they arrive would miss those changelog writes."""
-    producer = app.producer
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    await producer.flush()
-    while producer.buffer.size and time.monotonic() < deadline:
-        await producer.flush()
-    if producer.buffer.size:
-        log.error("producer: %d records still unsent after %.0f s", producer.buffer.size,
-                  DRAIN_TIMEOUT_S)  # fmt: skip
+__all__ = ["BatchedStage"]
 
 
 class BatchedStage(abc.ABC):
@@ -67,19 +47,19 @@ class BatchedStage(abc.ABC):
         async with self.lock:
             await self.process(batch)
             if self.app.should_stop:
-                # The stop commits this batch's offsets once it returns, with Faust's flush,
-                # which leaves records queued: its table writes must be in Kafka first.
-                await drain(self.app)
+                # The stop commits this batch's offsets once it returns: its table writes
+                # must be in Kafka first.
+                await self.app.producer.flush()
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:
-            await drain(self.app)
+            await self.app.producer.flush()
             self.forget_partitions()
 
     async def _on_before_shutdown(self, *args: Any, **kwargs: Any) -> None:
         # no lock: a batch cut short by the stop is read again (its offsets are not
         # committed), and waiting for it could hold the stop up
-        await drain(self.app)
+        await self.app.producer.flush()
 
     @abc.abstractmethod
     async def process(self, batch: Sequence[EventT]) -> None:
