@@ -6,9 +6,9 @@ tick, a rebalance): a batch awaits its sends, and a tick that closed windows in 
 would report them closed to stage 3 before this batch's partials of older windows went out,
 so stage 3 would finalize those windows without them.
 
-Before partitions go to another owner, and before the worker stops, the producer is
-flushed (a barrier: streams/runtime/flush_barrier.py): everything written for them must be
-in Kafka when their new owner restores from it.
+Faust flushes its producer before every commit, before partitions go to another owner and
+at a stop; with streams/runtime/flush_barrier.py that flush waits for every table write
+queued before it, so nothing here flushes again.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class BatchedStage(abc.ABC):
     def register_agent(self, topic: TopicT, name: str) -> None:
         self.app.agent(topic, name=name)(self._agent)
         self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
-        self.app.on_before_shutdown.connect(self._on_before_shutdown)
 
     async def _agent(self, stream: AsyncIterable[Any]) -> None:
         s = self.settings
@@ -46,20 +45,10 @@ class BatchedStage(abc.ABC):
     async def handle(self, batch: Sequence[EventT]) -> None:
         async with self.lock:
             await self.process(batch)
-            if self.app.should_stop:
-                # The stop commits this batch's offsets once it returns: its table writes
-                # must be in Kafka first.
-                await self.app.producer.flush()
 
     async def _on_partitions_revoked(self, *args: Any, **kwargs: Any) -> None:
         async with self.lock:
-            await self.app.producer.flush()
             self.forget_partitions()
-
-    async def _on_before_shutdown(self, *args: Any, **kwargs: Any) -> None:
-        # no lock: a batch cut short by the stop is read again (its offsets are not
-        # committed), and waiting for it could hold the stop up
-        await self.app.producer.flush()
 
     @abc.abstractmethod
     async def process(self, batch: Sequence[EventT]) -> None:

@@ -1,5 +1,6 @@
 """Faust's producer flush as a barrier, on Faust's own producer buffer filled to the limit
-the worker gives it: before a commit, before partitions move and when the worker stops."""
+the worker gives it: Faust flushes before every commit, before partitions move and when the
+worker stops, and the stages rely on it (streams/runtime/stage.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from faust.transport.producer import ProducerBuffer
 from streams.runtime import flush_barrier
 from streams.runtime.producing import changelog_buffer_messages
 from streams.runtime.settings import load_settings
-from streams.runtime.stage import BatchedStage
 
 STALL_EVERY = 5_000
 STALL_S = 0.2  # longer than the 0.1 s Faust's own flush waits for a send
@@ -76,31 +76,3 @@ async def test_the_barrier_does_not_wait_for_records_queued_after_it(
     assert buffer.size > STALL_EVERY  # the later records (two stalls more): not waited for
     await buffer.flush()  # this flush waits for them
     assert buffer.size == 0
-
-
-class Recording(BatchedStage):
-    def __init__(self, app: Any) -> None:
-        super().__init__(app, load_settings())
-        self.batches: list[Any] = []
-
-    async def process(self, batch: Any) -> None:
-        self.batches.append(batch)
-
-    def forget_partitions(self) -> None:
-        pass
-
-
-async def test_a_batch_that_ends_while_the_worker_stops_flushes_before_it_is_acked(
-    buffer: ProducerBuffer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Faust commits a batch's offsets when it returns during a stop: the batch's queued
-    table writes are sent before that, not left in the buffer."""
-    monkeypatch.setattr(ProducerBuffer, "flush", flush_barrier._flush_through)
-    client = StallingClient()
-    app: Any = SimpleNamespace(producer=SimpleNamespace(flush=buffer.flush), should_stop=False)
-    stage = Recording(app)
-    for _ in range(2 * STALL_EVERY):
-        buffer.put(client.record())
-    app.should_stop = True
-    await stage.handle(["a batch"])  # type: ignore[list-item]
-    assert stage.batches == [["a batch"]] and buffer.size == 0
