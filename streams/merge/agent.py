@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -16,6 +18,7 @@ from streams.contract.routing import merge_partition
 from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, WindowAggregate
 from streams.merge.buyers import BuyerCounts, BuyerHistory
+from streams.merge.emitted import windows_since
 from streams.merge.partition import MergePartition, Spend, window_record
 from streams.runtime.delivery import watch_delivery
 from streams.runtime.metrics import Metrics
@@ -27,6 +30,10 @@ from streams.runtime.topics import Topics
 __all__ = ["FrontierListener", "MergeStage", "SpendSource", "WindowListener"]
 
 log = logging.getLogger(__name__)
+
+# how far before a saved mark the windows topic is read back on a restore: the records'
+# times and the mark's come from one worker's clock, this covers a step of that clock
+CLOCK_SLACK_MS = 10_000
 
 # called with each final window record, once
 WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
@@ -62,20 +69,53 @@ class MergeStage(BatchedStage):
     def forget_partitions(self) -> None:
         self.partitions.clear()
 
-    def partition_state(self, q: int) -> MergePartition:
-        state = self.partitions.get(q)
-        if state is None:
-            state = self.partitions[q] = self._load(q)
-        return state
+    async def _restore(self, partitions: Sequence[int]) -> None:
+        """Load each partition's state from the tables, then make the windows topic agree
+        with it. The mark that a window was emitted is a table write and the window a
+        separate send, so a crash can keep either one alone: windows the mark lists as not
+        acknowledged and the topic lacks are sent again, and windows on the topic that the
+        state has not marked emitted are not emitted a second time."""
+        saved = {q: self._load(q) for q in partitions}
+        since = [mark["since_ms"] for mark in saved.values() if mark and "since_ms" in mark]
+        if not since:
+            return
+        out = await windows_since(
+            self.settings.kafka_bootstrap,
+            self.settings.kafka_security,
+            self.topics.windows.get_topic_name(),
+            min(since) - CLOCK_SLACK_MS,
+        )
+        for q, mark in saved.items():
+            state = self.partitions[q]
+            n = self.settings.partitions
+            state.already_out = {
+                key
+                for key in out
+                if merge_partition(key[0], n) == q
+                and (state.final_before is None or key[2] >= state.final_before)
+            }
+            lost = [record for record in (mark or {}).get("unsent", []) if _key(record) not in out]
+            if lost:
+                log.warning(
+                    "merge partition %d: %d final windows were marked emitted but never "
+                    "reached %s (a crash): sending them again",
+                    q, len(lost), self.topics.windows.get_topic_name(),
+                )  # fmt: skip
+            for record in lost:
+                await self._emit(state, record)
 
-    def _load(self, q: int) -> MergePartition:
+    def _load(self, q: int) -> dict[str, Any] | None:
+        """The partition's state from the tables, kept in `partitions`; returns its saved
+        mark (None on its first batch ever)."""
         n = self.settings.partitions
-        state = MergePartition(q, n, keep_emitted_ms=self.settings.dedup_horizon_ms)
+        state = self.partitions[q] = MergePartition(
+            q, n, keep_emitted_ms=self.settings.dedup_horizon_ms
+        )
         raw = self.watermark_table.get(str(q))
-        if raw is not None:
-            saved = orjson.loads(raw)
-            state.final_before = saved["final_before"]
-            state.closed_before = {int(p): c for p, c in saved["sources"].items()}
+        mark = None if raw is None else orjson.loads(raw)
+        if mark is not None:
+            state.final_before = mark["final_before"]
+            state.closed_before = {int(p): c for p, c in mark["sources"].items()}
         for key, value in list(self.pending_table.items()):
             store_id, channel, start = key.split("|")
             if merge_partition(store_id, n) == q:
@@ -83,14 +123,15 @@ class MergeStage(BatchedStage):
                 state.pending[store_id, channel, int(start)] = {
                     int(p): agg for p, agg in partials.items()
                 }
-        return state
+        return mark
 
     async def process(self, batch: Sequence[EventT]) -> None:
         by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for event in batch:
             by_partition[event.message.partition].append(orjson.loads(event.value))
+        await self._restore([q for q in by_partition if q not in self.partitions])
         for q, messages in by_partition.items():
-            state = self.partition_state(q)
+            state = self.partitions[q]
             frontier_before = state.final_before
             touched: set[WindowKey] = set()
             for message in messages:
@@ -98,10 +139,18 @@ class MergeStage(BatchedStage):
             self._report_missed(state)
             final = state.finalize()
             with writing_to(q):
-                self._persist(state, touched, final)
                 buyers = self.buyers.classify(final)
-            for key, aggregate in final:
-                await self._emit(key, aggregate, buyers.get(key, BuyerCounts()))
+                records = [
+                    self._record(key, aggregate, buyers.get(key, BuyerCounts()))
+                    for key, aggregate in final
+                    if key not in state.already_out
+                ]
+                state.already_out -= {key for key, _ in final}
+                now = int(time.time() * 1000)
+                state.unsent.update((_key(record), (record, now)) for record in records)
+                self._persist(state, touched, final, now)
+            for record in records:
+                await self._emit(state, record)
             if state.final_before is not None and state.final_before != frontier_before:
                 for frontier_listener in self.frontier_listeners:
                     await frontier_listener(q, state.final_before)
@@ -121,6 +170,7 @@ class MergeStage(BatchedStage):
         state: MergePartition,
         touched: set[WindowKey],
         final: list[tuple[WindowKey, WindowAggregate]],
+        now: int,
     ) -> None:
         for key in touched:
             if key in state.pending:
@@ -129,25 +179,39 @@ class MergeStage(BatchedStage):
                 )
         for key, _ in final:
             self.pending_table.pop("|".join(map(str, key)), None)
+        # The mark: what is final, and the windows not acknowledged yet. A restore reads the
+        # windows topic back from the earliest of those and of this moment.
         self.watermark_table[str(state.partition)] = orjson.dumps(
             {
                 "final_before": state.final_before,
                 "sources": {str(p): mark for p, mark in state.closed_before.items()},
+                "unsent": [record for record, _ in state.unsent.values()],
+                "since_ms": min([now, *(at for _, at in state.unsent.values())]),
             }
         )
 
-    async def _emit(self, key: WindowKey, aggregate: WindowAggregate, buyers: BuyerCounts) -> None:
+    def _record(
+        self, key: WindowKey, aggregate: WindowAggregate, buyers: BuyerCounts
+    ) -> dict[str, Any]:
         store_id, channel, start = key
-        end = start + self.settings.window_ms
-        spend = self.spend_of(store_id, channel, start, end)
-        record = window_record(key, self.settings.window_ms, aggregate, buyers, spend)
-        # Queued behind this batch's table writes (the "already emitted" mark), in the same
-        # buffer: a direct send would overtake them, and a worker killed in between would
-        # emit the window again on restart.
-        delivery = self.topics.windows.send_soon(key=f"{store_id}|{channel}".encode(),
+        spend = self.spend_of(store_id, channel, start, start + self.settings.window_ms)
+        return window_record(key, self.settings.window_ms, aggregate, buyers, spend)
+
+    async def _emit(self, state: MergePartition, record: dict[str, Any]) -> None:
+        key = _key(record)
+        # Queued behind this batch's table writes (the mark), in the same buffer: sent
+        # directly, a window would overtake its mark and a crash in between would emit it
+        # again on restart. The other way round, the mark lists it until Kafka has it.
+        delivery = self.topics.windows.send_soon(key=f"{key[0]}|{key[1]}".encode(),
                                                  value=orjson.dumps(record))  # fmt: skip
         watch_delivery(delivery, self.topics.windows.get_topic_name(), self.metrics.produce_errors)
-        recent = self.recent[store_id, channel]
+
+        def acknowledged(future: asyncio.Future[Any]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                state.unsent.pop(key, None)
+
+        delivery.add_done_callback(acknowledged)
+        recent = self.recent[key[0], key[1]]
         recent.append(record)
         del recent[: -self.settings.recent_windows]
         self._count(record)
@@ -183,6 +247,10 @@ class MergeStage(BatchedStage):
             if ratio is not None:
                 gauge.labels(store, channel).set(ratio)
         m.windows_closed.inc()
+
+
+def _key(record: dict[str, Any]) -> WindowKey:
+    return record["store_id"], record["channel"], record["window_start"]
 
 
 def _no_spend(store_id: str, channel: str, start_ms: int, end_ms: int) -> Spend | None:

@@ -48,6 +48,12 @@ class MergePartition:
     # partials that came after their window was emitted, from a source not merged into it:
     # (window, source, events in the partial); the agent drains and reports them
     missed: list[tuple[WindowKey, int, int]] = field(default_factory=list)
+    # windows the windows topic holds that the restored state had not marked emitted (a
+    # crash lost the mark, not the window): finalized again, not emitted again
+    already_out: set[WindowKey] = field(default_factory=set)
+    # window records emitted and not yet acknowledged by Kafka, with when they were emitted
+    # (epoch ms): saved with the mark, so a restore can send again those that were lost
+    unsent: dict[WindowKey, tuple[dict[str, Any], int]] = field(default_factory=dict)
 
     def add(self, message: dict[str, Any]) -> set[WindowKey]:
         """Take one stage-2 message; returns the windows touched."""
