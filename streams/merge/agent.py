@@ -79,12 +79,19 @@ class MergeStage(BatchedStage):
         since = [mark["since_ms"] for mark in saved.values() if mark and "since_ms" in mark]
         if not since:
             return
+        started = time.monotonic()
         out = await windows_since(
             self.settings.kafka_bootstrap,
             self.settings.kafka_security,
             self.topics.windows.get_topic_name(),
             min(since) - CLOCK_SLACK_MS,
         )
+        if out is None:
+            return  # logged; the mark's windows stay unchecked
+        log.info(
+            "merge partitions %s restored: %d windows read back in %.2f s",
+            sorted(partitions), len(out), time.monotonic() - started,
+        )  # fmt: skip
         for q, mark in saved.items():
             state = self.partitions[q]
             n = self.settings.partitions
@@ -101,7 +108,9 @@ class MergeStage(BatchedStage):
                     "reached %s (a crash): sending them again",
                     q, len(lost), self.topics.windows.get_topic_name(),
                 )  # fmt: skip
+            now = int(time.time() * 1000)
             for record in lost:
+                state.unsent[_key(record)] = (record, now)  # the next mark lists it again
                 await self._emit(state, record)
 
     def _load(self, q: int) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ crash")."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -15,19 +16,35 @@ from streams.eventtime import WindowKey
 
 __all__ = ["windows_since"]
 
+log = logging.getLogger(__name__)
+
 # how long to wait for one fetch while reading up to the end offsets, and for all of it
 FETCH_TIMEOUT_MS = 500
-READ_BACK_TIMEOUT_S = 120.0
+READ_BACK_TIMEOUT_S = 30.0
 
 
 async def windows_since(
     bootstrap: str, security: KafkaSecurity, topic: str, since_ms: int
-) -> set[WindowKey]:
+) -> set[WindowKey] | None:
     """The windows written to `topic` at or after `since_ms` (the records' create time, the
-    producer's clock), up to the end of every partition as it is now. Raises TimeoutError
-    after READ_BACK_TIMEOUT_S (the agent stops: restoring without it could lose a window)."""
-    async with asyncio.timeout(READ_BACK_TIMEOUT_S):
-        return await _read(bootstrap, security, topic, since_ms)
+    producer's clock), up to the end of every partition as it is now. None (logged) when
+    the topic could not be read within READ_BACK_TIMEOUT_S: stage 3 then goes on without,
+    as it would rather take the small risk of a crash's window than stop."""
+    reading = asyncio.ensure_future(_read(bootstrap, security, topic, since_ms))
+    try:
+        # waited for, not awaited under a timeout: a client that does not take the
+        # cancellation promptly must not hold stage 3
+        done, _ = await asyncio.wait({reading}, timeout=READ_BACK_TIMEOUT_S)
+    finally:
+        if not reading.done():
+            reading.cancel()
+    if not done:
+        log.error("%s: not read back within %g s", topic, READ_BACK_TIMEOUT_S)
+        return None
+    if reading.exception() is not None:
+        log.error("%s: cannot read it back: %r", topic, reading.exception())
+        return None
+    return reading.result()
 
 
 async def _read(

@@ -7,6 +7,7 @@ answers from what the test says reached Kafka."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,6 +15,7 @@ import faust
 import orjson
 import pytest
 
+from streams.contract.kafka_security import KafkaSecurity
 from streams.eventtime import WindowKey
 from streams.funnel.aggregates import WindowAggregate
 from streams.merge import agent as merge_agent
@@ -165,3 +167,25 @@ def _key(record: dict[str, Any]) -> WindowKey:
 
 async def _note(heard: list[WindowKey], record: dict[str, Any]) -> None:
     heard.append(_key(record))
+
+
+async def test_a_read_back_slow_to_stop_does_not_hold_stage_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Kafka client that takes long to stop once cancelled: stage 3 goes on at the
+    timeout, without the read-back (logged), and sends nothing again."""
+    from streams.merge import emitted
+
+    async def slow_to_stop(*args: Any) -> set[WindowKey]:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.0)
+        return set()
+
+    monkeypatch.setattr(emitted, "_read", slow_to_stop)
+    monkeypatch.setattr(emitted, "READ_BACK_TIMEOUT_S", 0.05)
+    started = time.monotonic()
+    assert await emitted.windows_since("x:1", KafkaSecurity(), "w", 0) is None
+    assert time.monotonic() - started < 0.5
+    await asyncio.sleep(1.1)  # the client's stop ends within the test
