@@ -4,7 +4,7 @@ every final window is judged against the ground truth (equal, once) and so is th
 every store x SKU.
 
     python -m benchmarks.crash_suite [--faults 10] [--events 1000000] [--runs restart standby
-        join-leave] [--configs now before] [--fault-every-s 30]
+        join-leave] [--configs now static before] [--fault-every-s 30]
 
 Runs (each on fresh topics, the dev stack's broker):
 - `restart`: one worker. A fault kills the worker (a new one starts at once on its data
@@ -16,8 +16,10 @@ Takeover is the time from a fault to serving again: every partition that receive
 since the fault has a commit past where it stood at the fault, in both consumer groups
 (stage 1's and the worker's), and every running worker's /health is 200. Production is
 paced to last `--fault-every-s` per fault; faults left when it is done hit an idle pipeline
-(then only /health tells). `--configs before`: the settings of before fast takeover (memory
-store, session timeout 60 s, no standby); `rocksdb`: the defaults on the RocksDB store.
+(then only /health tells). `--configs static`: a group instance id per worker (static
+membership: a restarted worker comes back under its predecessor's); `before`: the settings
+of before fast takeover (memory store, session timeout 60 s, no standby); `rocksdb`: the
+defaults on the RocksDB store.
 Prints one row per run. Needs the local stack.
 """
 
@@ -54,7 +56,13 @@ BEFORE: dict[str, object] = {
     "session_timeout_ms": 60_000,
     "table_standby_replicas": 0,
 }
-CONFIGS = {"now": NOW, "rocksdb": {"store": "rocksdb://"}, "before": BEFORE}
+STATIC_MEMBERSHIP = "static membership"  # not a worker setting: a group instance id each
+CONFIGS = {
+    "now": NOW,
+    "static": {STATIC_MEMBERSHIP: True},
+    "rocksdb": {"store": "rocksdb://"},
+    "before": BEFORE,
+}
 SERVING_TIMEOUT_S = 180.0
 
 
@@ -126,9 +134,18 @@ class LiveRun:
     takeovers: list[float] = field(default_factory=list)
 
     def start_worker(self, data_of: Worker | None = None) -> Worker:
-        """A new worker; on the data directory of a stopped one (`data_of`): a restart."""
-        data_dir = {} if data_of is None else {"data_dir": data_of.data_dir}
-        worker = self.factory.start(wait_healthy=False, **self.settings, **data_dir)
+        """A new worker; on the data directory of a stopped one (`data_of`): a restart. With
+        static membership a worker's group instance id is its data directory's name, so a
+        restarted worker comes back under its predecessor's, on its web port."""
+        data_dir = self.factory.tmp / f"member-{len(self.factory.started)}"
+        if data_of is not None:
+            data_dir = data_of.data_dir
+        settings = dict(self.settings)
+        if settings.pop(STATIC_MEMBERSHIP, False):
+            settings["group_instance_id"] = data_dir.name
+            if data_of is not None:  # the group hands back its assignment, address included
+                settings["web_port"] = data_of.port
+        worker = self.factory.start(wait_healthy=False, data_dir=data_dir, **settings)
         self.workers.append(worker)
         return worker
 
@@ -275,7 +292,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events per run")
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=["now"],
-                        help="now: the defaults; rocksdb: with the RocksDB store; "
+                        help="now: the defaults; static: static group membership "
+                        "(SALEWATCH_GROUP_INSTANCE_ID); rocksdb: with the RocksDB store; "
                         "before: before fast takeover")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-every-s", type=float, default=30.0,

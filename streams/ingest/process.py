@@ -238,6 +238,7 @@ class IngestLoop:
             *self._ingestor.topic_names,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=f"{settings.app_id}-ingest",
+            group_instance_id=settings.ingest_group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # Small per-partition fetches: aiokafka hands out one partition's buffer before

@@ -60,6 +60,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.session_timeout_ms / 3000,
+        consumer_group_instance_id=settings.group_instance_id,
         table_standby_replicas=settings.table_standby_replicas,
         consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )

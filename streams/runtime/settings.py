@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     # Faust's 60 s: 10 s made needless rebalances on a loaded machine, and windows went
     # missing in the rebalance tests (docs/architecture.md)
     session_timeout_ms: int = Field(60_000, ge=6_000, le=300_000)  # broker's min: 6 s
+    # static membership (Kafka's group.instance.id) for the worker's and its stage 1's
+    # consumer groups: a worker started again under the same id takes its partitions back
+    # at once, not after the session timeout. One id per worker slot (a StatefulSet pod's
+    # name), never shared by two running workers; a static member that stops does not leave
+    # its groups, its partitions wait for it up to the session timeout. Unset: dynamic.
+    group_instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$")
 
     # the worker's web server: /metrics, /health, /api, /ingest
     web_host: str = "127.0.0.1"
@@ -202,6 +208,11 @@ class Settings(BaseSettings):
             ssl_certfile=self.kafka_ssl_certfile,
             ssl_keyfile=self.kafka_ssl_keyfile,
         )
+
+    @property
+    def ingest_group_instance_id(self) -> str | None:
+        """Stage 1's static member id in its own group: the worker's, marked."""
+        return None if self.group_instance_id is None else f"{self.group_instance_id}-ingest"
 
     @property
     def broker_url(self) -> str:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.crash_suite import NOW, crash_run, scenario
+from benchmarks.crash_suite import CONFIGS, NOW, crash_run, scenario
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+
+STATIC = CONFIGS["static"]
 
 
 def test_a_killed_worker_and_stage_1_serve_again_and_lose_no_window(
@@ -29,4 +31,18 @@ def test_a_killed_worker_and_stage_1_serve_again_and_lose_no_window(
     )
     assert row["faults"] == "1 kill worker, 1 kill stage 1", row
     assert row["expected"] == len(sale.truth.windows)
+    assert (row["missing"], row["unexpected"], row["emitted twice"]) == (0, 0, 0), row
+
+
+def test_with_static_membership_a_killed_worker_restarted_under_its_id_serves_within_30_s(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Without a group instance id the group waits out the 60 s session timeout before
+    the restarted worker gets the dead one's partitions (64 s in the test above)."""
+    sale = scenario(events=30_000)
+    row = crash_run(
+        stack, tmp_path, sale, "restart", 2, STATIC, seed=7, fault_every_s=10, check_stock=False
+    )
+    assert row["faults"] == "1 kill worker, 1 kill stage 1", row
+    assert row["takeover max s"] < 30, row
     assert (row["missing"], row["unexpected"], row["emitted twice"]) == (0, 0, 0), row

@@ -123,9 +123,10 @@ class WorkerFactory:
         self, wait_healthy: bool = True, module: str = "streams", **settings: object
     ) -> Worker:
         """Start `python -m <module> worker`: a salewatch worker, or another Faust app.
-        A data directory of its own unless `data_dir` says (a stopped worker's: a restart)."""
+        A data directory of its own unless `data_dir` says (a stopped worker's: a restart),
+        a free web port unless `web_port` says."""
         name = f"w{len(self.started)}"
-        port = free_port()
+        port = int(str(settings.pop("web_port", 0))) or free_port()
         data_dir = Path(str(settings.pop("data_dir", self.tmp / name)))
         log_path = self.tmp / f"{name}.log"
         env = self.env(web_port=port, data_dir=data_dir, **settings)

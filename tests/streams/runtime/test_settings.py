@@ -35,6 +35,7 @@ def test_one_prefix_renames_every_input_topic(monkeypatch: pytest.MonkeyPatch) -
         ("SALEWATCH_WEB_PORT", "70000"),
         ("SALEWATCH_KAFKA_BOOTSTRAP", "no port"),
         ("SALEWATCH_STORE", "redis://x"),
+        ("SALEWATCH_GROUP_INSTANCE_ID", "worker 1"),
     ],
 )
 def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -61,3 +62,11 @@ def test_worker_refuses_to_start_with_bad_config() -> None:
     assert result.returncode != 0
     assert "SALEWATCH_GRACE_MS" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_stage_1_is_a_static_member_of_its_group_when_the_worker_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().ingest_group_instance_id is None
+    monkeypatch.setenv("SALEWATCH_GROUP_INSTANCE_ID", "worker-1")
+    assert load_settings().ingest_group_instance_id == "worker-1-ingest"
