@@ -137,8 +137,9 @@ class LiveRun:
         """A new worker; on the data directory of a stopped one (`data_of`): a restart. With
         static membership a worker's group instance id is its data directory's name, so a
         restarted worker comes back under its predecessor's, on its web port."""
-        data_dir = self.factory.tmp / f"member-{len(self.factory.started)}"
-        if data_of is not None:
+        if data_of is None:
+            data_dir = self.factory.tmp / f"member-{len(self.factory.started)}"
+        else:
             data_dir = data_of.data_dir
         settings = dict(self.settings)
         if settings.pop(STATIC_MEMBERSHIP, False):

@@ -19,7 +19,7 @@ from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, WindowAggregate
 from streams.merge.buyers import BuyerCounts, BuyerHistory
 from streams.merge.emitted import windows_since
-from streams.merge.partition import MergePartition, Spend, window_record
+from streams.merge.partition import MergePartition, Spend, window_key, window_record
 from streams.runtime.delivery import watch_delivery
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
@@ -92,16 +92,17 @@ class MergeStage(BatchedStage):
             "merge partitions %s restored: %d windows read back in %.2f s",
             sorted(partitions), len(out), time.monotonic() - started,
         )  # fmt: skip
+        n = self.settings.partitions
         for q, mark in saved.items():
             state = self.partitions[q]
-            n = self.settings.partitions
             state.already_out = {
                 key
                 for key in out
                 if merge_partition(key[0], n) == q
                 and (state.final_before is None or key[2] >= state.final_before)
             }
-            lost = [record for record in (mark or {}).get("unsent", []) if _key(record) not in out]
+            unsent = (mark or {}).get("unsent", [])
+            lost = [record for record in unsent if window_key(record) not in out]
             if lost:
                 log.warning(
                     "merge partition %d: %d final windows were marked emitted but never "
@@ -110,7 +111,7 @@ class MergeStage(BatchedStage):
                 )  # fmt: skip
             now = int(time.time() * 1000)
             for record in lost:
-                state.unsent[_key(record)] = (record, now)  # the next mark lists it again
+                state.unsent[window_key(record)] = (record, now)  # the next mark lists it again
                 await self._emit(state, record)
 
     def _load(self, q: int) -> dict[str, Any] | None:
@@ -156,7 +157,7 @@ class MergeStage(BatchedStage):
                 ]
                 state.already_out -= {key for key, _ in final}
                 now = int(time.time() * 1000)
-                state.unsent.update((_key(record), (record, now)) for record in records)
+                state.unsent.update((window_key(record), (record, now)) for record in records)
                 self._persist(state, touched, final, now)
             for record in records:
                 await self._emit(state, record)
@@ -207,7 +208,7 @@ class MergeStage(BatchedStage):
         return window_record(key, self.settings.window_ms, aggregate, buyers, spend)
 
     async def _emit(self, state: MergePartition, record: dict[str, Any]) -> None:
-        key = _key(record)
+        key = window_key(record)
         # Queued behind this batch's table writes (the mark), in the same buffer: sent
         # directly, a window would overtake its mark and a crash in between would emit it
         # again on restart. The other way round, the mark lists it until Kafka has it.
@@ -256,10 +257,6 @@ class MergeStage(BatchedStage):
             if ratio is not None:
                 gauge.labels(store, channel).set(ratio)
         m.windows_closed.inc()
-
-
-def _key(record: dict[str, Any]) -> WindowKey:
-    return record["store_id"], record["channel"], record["window_start"]
 
 
 def _no_spend(store_id: str, channel: str, start_ms: int, end_ms: int) -> Spend | None:

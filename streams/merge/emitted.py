@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.contract.kafka_security import KafkaSecurity
 from streams.eventtime import WindowKey
+from streams.merge.partition import window_key
 
 __all__ = ["windows_since"]
 
@@ -75,8 +76,7 @@ async def _read(
             for tp, records in fetched.items():
                 for record in records:
                     if record.offset < ends[tp] and record.value is not None:
-                        window = orjson.loads(record.value)
-                        windows.add((window["store_id"], window["channel"], window["window_start"]))
+                        windows.add(window_key(orjson.loads(record.value)))
         return windows
     finally:
         await consumer.stop()

@@ -21,7 +21,7 @@ from streams.eventtime import WindowKey
 from streams.funnel.aggregates import STAGES, TRAFFIC_STAGES, WindowAggregate
 from streams.merge.buyers import BuyerCounts
 
-__all__ = ["MergePartition", "Spend", "window_record"]
+__all__ = ["MergePartition", "Spend", "window_key", "window_record"]
 
 CENT = Decimal("0.01")
 
@@ -171,6 +171,11 @@ def window_record(
         "returning_buyers": None if buyers is None else buyers.returning,
         "repurchase_rate": None if buyers is None else buyers.repurchase_rate,
     }
+
+
+def window_key(record: dict[str, Any]) -> WindowKey:
+    """The window a `salewatch.windows` record is of (the inverse of `window_record`'s key)."""
+    return record["store_id"], record["channel"], record["window_start"]
 
 
 def _returns(agg: WindowAggregate, spend: Spend | None) -> dict[str, Any]:

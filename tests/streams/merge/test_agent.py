@@ -20,6 +20,7 @@ from streams.eventtime import WindowKey
 from streams.funnel.aggregates import WindowAggregate
 from streams.merge import agent as merge_agent
 from streams.merge.agent import MergeStage
+from streams.merge.partition import window_key
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import load_settings
 from streams.runtime.topics import Topics
@@ -43,7 +44,7 @@ class WindowsTopic:
         return delivery
 
     def windows(self) -> list[WindowKey]:
-        return [(r["store_id"], r["channel"], r["window_start"]) for r, _ in self.sent]
+        return [window_key(record) for record, _ in self.sent]
 
     def acknowledge(self) -> None:
         for _, delivery in self.sent:
@@ -150,23 +151,19 @@ async def test_the_mark_lists_a_window_until_kafka_acknowledges_it(
     tables: dict[str, Any] = {}
     stage = new_stage(tables, set(), monkeypatch)
     await stage.handle([partials(0, [0, 10], closed_before=10)])  # type: ignore[list-item]
-    assert [_key(r) for r in _mark(tables)["unsent"]] == [FIRST]
+    assert [window_key(r) for r in _mark(tables)["unsent"]] == [FIRST]
     stage.topics.windows.acknowledge()  # type: ignore[attr-defined]
     await asyncio.sleep(0)  # the delivery's callbacks
     await stage.handle([partials(1, [20], closed_before=20)])  # type: ignore[list-item]
-    assert [_key(r) for r in _mark(tables)["unsent"]] == [SECOND]
+    assert [window_key(r) for r in _mark(tables)["unsent"]] == [SECOND]
 
 
 def _mark(tables: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(tables["watermark_table"]["0"])  # type: ignore[no-any-return]
 
 
-def _key(record: dict[str, Any]) -> WindowKey:
-    return record["store_id"], record["channel"], record["window_start"]
-
-
 async def _note(heard: list[WindowKey], record: dict[str, Any]) -> None:
-    heard.append(_key(record))
+    heard.append(window_key(record))
 
 
 async def test_a_read_back_slow_to_stop_does_not_hold_stage_3(
