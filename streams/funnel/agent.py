@@ -1,11 +1,33 @@
-"""Stage 2 on Faust: the agent over the routed-events topic, its tables and its clock tick.
+"""Stage 2 on Faust: the agent over the routed-events topic, its state table and its clock tick.
 
-Each batch is grouped by partition; each partition's state is loaded from its tables on
+Each batch is grouped by partition; each partition's state is loaded from the table on
 first use after a rebalance, and each touched key is written once per batch.
+
+All the state of a partition is one table (records of kinds w, s, o, d, m below), so its
+writes reach Kafka in one changelog partition, in the order they were made: a worker killed
+at any instant leaves a prefix of them. A batch writes its windows (each with a version: the
+input offset it holds every event up to), its outbox (the stock changes it sends), its
+orders, its dedup ids, then the watermark. A record whose content was sent goes only once
+Kafka acknowledged the send: a closed window's once its partial was, an outbox entry's once
+its changes were. So the worker that takes over restores every write up to some point,
+including part of one batch, and replays the input from the last commit:
+- a window takes a replayed event only past its version, whatever its batch wrote last;
+- an order or a dedup id restored means the windows and the outbox of its batch were too
+  (written before it), so an order event that changes nothing in a restored order changes
+  nothing that is missing, and an event dropped as a duplicate lost nothing;
+- restored outbox entries are sent again, and so are the partials of windows restored
+  closed (the inventory agent drops a stock change it has by id, stage 3 a partial it
+  merged);
+- a restored watermark means the batch's other writes were restored too, and a window
+  record gone means the watermark that closed it was kept: a replayed event is judged late
+  only where it was the first time.
+Tested by killing the stage at every point of its writes: tests/streams/funnel/test_crash.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,18 +59,34 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+# The state table's kinds of record: "<kind>|<partition>|...", but orders "o|<order key>"
+# (read by key, never scanned)
+WINDOW, OUTBOX, ORDER, DEDUP, WATERMARK = "w", "s", "o", "d", "m"
+
+
+class _Orders:
+    """The state table's order records, under the keys FunnelPartition names them by."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> bytes | None:
+        return self.table.get(f"{ORDER}|{key}")  # type: ignore[no-any-return]
+
+
 class FunnelStage(BatchedStage):
     def __init__(self, app: faust.App, settings: Settings, topics: Topics, metrics: Metrics):
         super().__init__(app, settings)
         self.topics = topics
         self.metrics = metrics
-        n = settings.partitions
-        self.windows_table = partitioned_table(app, "funnel-windows", n)
-        self.orders_table = partitioned_table(app, "funnel-orders", n)
-        self.dedup_table = partitioned_table(app, "funnel-dedup", n)
-        self.watermark_table = partitioned_table(app, "funnel-watermark", n)
+        self.state_table = partitioned_table(app, "funnel-state", settings.partitions)
         self.partitions: dict[int, FunnelPartition] = {}
-        self.dedup_keys: dict[int, dict[int, list[str]]] = {}  # partition -> bucket -> keys
+        # partition -> bucket -> keys (a set: a replayed batch may end where one restored did)
+        self.dedup_keys: dict[int, dict[int, set[str]]] = {}
+        # partition -> outbox records restored with it, to send again: (key, stock partition)
+        self.unsent: dict[int, list[tuple[str, int, bytes]]] = {}
+        # partition -> records whose sends Kafka has acknowledged: they go at the next write
+        self.acknowledged: dict[int, list[str]] = defaultdict(list)
         self.type_topic = {
             event_type: settings.input_topic(kind)
             for kind, types in TOPIC_TYPES.items()
@@ -62,6 +100,8 @@ class FunnelStage(BatchedStage):
     def forget_partitions(self) -> None:
         self.partitions.clear()
         self.dedup_keys.clear()
+        self.unsent.clear()
+        self.acknowledged.clear()
 
     def watermark_ms(self) -> int | None:
         """The lowest watermark of this worker's stage-2 partitions (None: none known)."""
@@ -86,97 +126,121 @@ class FunnelStage(BatchedStage):
     def _load(self, p: int) -> FunnelPartition:
         s = self.settings
         state = FunnelPartition(p, s.window_ms, s.grace_ms, s.dedup_horizon_ms)
-        raw_watermark = self.watermark_table.get(str(p))
-        if raw_watermark is not None:
+        raw_watermark = self.state_table.get(f"{WATERMARK}|{p}")
+        if raw_watermark is not None:  # first: it says which restored windows are closed
             state.watermark.restore(orjson.loads(raw_watermark))
+        buckets: dict[int, set[str]] = defaultdict(set)
+        unsent = self.unsent[p] = []
         prefix = f"{p}|"
-        for key, raw in list(self.windows_table.items()):
-            if key.startswith(prefix):
-                _, store_id, channel, start = key.split("|")
-                state.windows[store_id, channel, int(start)] = WindowAggregate.from_dict(
-                    orjson.loads(raw)
-                )
-        buckets: dict[int, list[str]] = defaultdict(list)
-        for key, raw in list(self.dedup_table.items()):
-            if key.startswith(prefix):
-                bucket = int(key.split("|")[1])
+        for key, raw in list(self.state_table.items()):
+            kind, _, rest = key.partition("|")
+            if kind in (ORDER, WATERMARK) or not rest.startswith(prefix):
+                continue
+            fields = rest.split("|")
+            if kind == WINDOW:
+                version, aggregate = orjson.loads(raw)
+                window = (fields[1], fields[2], int(fields[3]))
+                state.restore_window(window, WindowAggregate.from_dict(aggregate), version)
+            elif kind == DEDUP:
                 on_time, late = orjson.loads(raw)
-                state.dedup.restore(bucket, on_time, late)
-                buckets[bucket].append(key)
+                state.dedup.restore(int(fields[1]), on_time, late)
+                buckets[int(fields[1])].add(key)
+            elif kind == OUTBOX:
+                unsent.append((key, int(fields[2]), raw))
         self.dedup_keys[p] = buckets
         return state
 
     # --- the hot path ---------------------------------------------------------------
     async def process(self, batch: Sequence[EventT]) -> None:
         """A message holds a JSON array of routed events or a stage-1 watermark report."""
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        last_offset: dict[int, int] = {}
+        by_partition: dict[int, list[tuple[int, Any]]] = defaultdict(list)
         for event in batch:
-            by_partition[event.message.partition].append(orjson.loads(event.value))
-            last_offset[event.message.partition] = event.message.offset
+            message = event.message
+            by_partition[message.partition].append((message.offset, orjson.loads(event.value)))
         wall_ms = _wall_ms()
+        orders = _Orders(self.state_table)
         for p, items in by_partition.items():
             state = self.partition_state(p)
             closed_before = state.watermark.closed_before_ms
             outcome = BatchOutcome()
             events = 0
-            for item in items:  # in order: a report only affects the events after it
+            for offset, item in items:  # in order: a report only affects the events after it
                 if isinstance(item, dict):
                     state.watermark.report(item["marks"], item["inputs"], wall_ms)
                 else:
-                    state.apply(item, self.orders_table, outcome)
+                    state.apply(item, orders, outcome, offset)
                     events += len(item)
             with writing_to(p):
-                self._persist(p, state, outcome)
-                self._persist_dedup(p, state, last_offset[p])
+                outbox = self._persist_batch(p, state, outcome, items[-1][0])
+                self._persist_progress(p, state)
                 closed = self._close(p, state)
-            await self._send_stock_changes(outcome)
+            await self._send_stock_changes(p, outbox)
             if closed or state.watermark.closed_before_ms != closed_before:
                 await self._send_partials(p, state, closed)
             self._count(outcome)
             self.metrics.processed.labels("funnel").inc(events)
 
-    def _persist(self, p: int, state: FunnelPartition, outcome: BatchOutcome) -> None:
-        for store_id, channel, start in outcome.touched_windows:
-            aggregate = state.windows.get((store_id, channel, start))
+    def _persist_batch(
+        self, p: int, state: FunnelPartition, outcome: BatchOutcome, offset: int
+    ) -> list[tuple[str, int, bytes]]:
+        """A batch's writes, in the order a replay relies on (the module's docstring);
+        returns its outbox: (record key, stock partition, message)."""
+        table = self.state_table
+        for window in outcome.touched_windows:
+            aggregate = state.windows.get(window)
             if aggregate is not None:
-                key = f"{p}|{store_id}|{channel}|{start}"
-                self.windows_table[key] = orjson.dumps(aggregate.to_dict())
-        for key, order in outcome.touched_orders.items():
-            self.orders_table[key] = order.encode()
-        if state.watermark.inputs:
-            self.watermark_table[str(p)] = orjson.dumps(state.watermark.saved())
-
-    def _persist_dedup(self, p: int, state: FunnelPartition, batch_offset: int) -> None:
-        """The ids a batch added, under a key no other batch of the partition has: its last
-        offset (a worker-local counter would restart at 0 on the next owner and overwrite
-        the ids the previous owner stored)."""
-        keys = self.dedup_keys.setdefault(p, defaultdict(list))
-        for bucket, (on_time, late) in state.dedup.take_added().items():
-            key = f"{p}|{bucket}|{batch_offset}"
-            self.dedup_table[key] = orjson.dumps([on_time, late])
-            keys[bucket].append(key)
-
-    def _close(self, p: int, state: FunnelPartition) -> list[tuple[WindowKey, WindowAggregate]]:
-        closed = state.close_due()
-        for store_id, channel, start in (key for key, _ in closed):
-            del self.windows_table[f"{p}|{store_id}|{channel}|{start}"]
-        if state.watermark.watermark_ms is not None:
-            keys = self.dedup_keys.get(p, {})
-            for bucket in state.dedup.expire(state.watermark.watermark_ms):
-                for key in keys.pop(bucket, []):
-                    del self.dedup_table[key]
-        return closed
-
-    async def _send_stock_changes(self, outcome: BatchOutcome) -> None:
-        if not outcome.stock_changes:
-            return
+                version = state.version_written(window, offset)
+                table[_window_record(p, window)] = orjson.dumps([version, aggregate.to_dict()])
+        outbox = []
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for change in outcome.stock_changes:
             by_partition[partition_for(stock_key(change), self.settings.partitions)].append(change)
         for q, changes in by_partition.items():
-            for _, payload in fitting_chunks(changes, orjson.dumps):
-                await self._send(self.topics.stock, payload, q)
+            for n, (_, payload) in enumerate(fitting_chunks(changes, orjson.dumps)):
+                key = f"{OUTBOX}|{p}|{offset}|{q}|{n}"
+                table[key] = payload
+                outbox.append((key, q, payload))
+        for key, order in outcome.touched_orders.items():
+            table[f"{ORDER}|{key}"] = order.encode()
+        # the ids a batch added, under a key no other batch of the partition has: its last
+        # offset (a worker-local counter would restart at 0 on the next owner and overwrite
+        # the ids the previous owner stored)
+        keys = self.dedup_keys.setdefault(p, defaultdict(set))
+        for bucket, (on_time, late) in state.dedup.take_added().items():
+            key = f"{DEDUP}|{p}|{bucket}|{offset}"
+            table[key] = orjson.dumps([on_time, late])
+            keys[bucket].add(key)
+        return outbox
+
+    def _persist_progress(self, p: int, state: FunnelPartition) -> None:
+        """The watermark, after a batch's other writes; then the records whose sends Kafka
+        acknowledged since the last write."""
+        table = self.state_table
+        if state.watermark.inputs:
+            table[f"{WATERMARK}|{p}"] = orjson.dumps(state.watermark.saved())
+        for key in self.acknowledged.pop(p, []):
+            if key in table:
+                del table[key]
+
+    def _close(self, p: int, state: FunnelPartition) -> list[tuple[WindowKey, WindowAggregate]]:
+        """Close the windows due; their records go once Kafka has their partials."""
+        closed = state.close_due()
+        table = self.state_table
+        for window in state.take_emptied():
+            if (key := _window_record(p, window)) in table:
+                del table[key]
+        if state.watermark.watermark_ms is not None:
+            keys = self.dedup_keys.get(p, {})
+            for bucket in state.dedup.expire(state.watermark.watermark_ms):
+                for key in keys.pop(bucket, ()):
+                    del table[key]
+        return closed
+
+    async def _send_stock_changes(self, p: int, outbox: list[tuple[str, int, bytes]]) -> None:
+        """The batch's outbox, after any restored with the partition (sent again: the
+        inventory agent drops a change it has by id)."""
+        for key, q, payload in [*self.unsent.pop(p, []), *outbox]:
+            await self._send(self.topics.stock, payload, q, p, [key])
 
     async def _send_partials(
         self, p: int, state: FunnelPartition, closed: list[tuple[WindowKey, WindowAggregate]]
@@ -200,14 +264,27 @@ class FunnelStage(BatchedStage):
                     lambda part: orjson.dumps({"source": p, "partials": part}),
                 )
             )
-            for _, payload in chunks[:-1]:
-                await self._send(self.topics.partials, payload, q)
-            last = {"source": p, "closed_before": closed_before, "partials": chunks[-1][0]}
-            await self._send(self.topics.partials, orjson.dumps(last), q)
+            for part, payload in chunks[:-1]:
+                await self._send(self.topics.partials, payload, q, p, _window_records(p, part))
+            part = chunks[-1][0]
+            last = {"source": p, "closed_before": closed_before, "partials": part}
+            await self._send(
+                self.topics.partials, orjson.dumps(last), q, p, _window_records(p, part)
+            )
 
-    async def _send(self, topic: TopicT, payload: bytes, partition: int) -> None:
-        delivery = await topic.send(value=payload, partition=partition)
+    async def _send(
+        self, topic: TopicT, payload: bytes, partition: int, source: int, records: list[str]
+    ) -> None:
+        """Send; once Kafka acknowledges it, the `source` partition's `records` may go."""
+        # Faust's send returns the delivery future (typed as any awaitable)
+        delivery: asyncio.Future[Any] = await topic.send(value=payload, partition=partition)  # type: ignore[assignment]
         watch_delivery(delivery, topic.get_topic_name(), self.metrics.produce_errors)
+        if records:
+            delivery.add_done_callback(functools.partial(self._acknowledged, source, records))
+
+    def _acknowledged(self, p: int, records: list[str], delivery: asyncio.Future[Any]) -> None:
+        if not delivery.cancelled() and delivery.exception() is None:
+            self.acknowledged[p].extend(records)
 
     def _count(self, outcome: BatchOutcome) -> None:
         m = self.metrics
@@ -246,9 +323,23 @@ class FunnelStage(BatchedStage):
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != events_topic:
                 continue
-            state = self.partition_state(tp.partition)
+            p = tp.partition
+            state = self.partition_state(p)
             state.watermark.advance(wall_ms)
-            with writing_to(tp.partition):
-                self._persist(tp.partition, state, BatchOutcome())
-                closed = self._close(tp.partition, state)
-            await self._send_partials(tp.partition, state, closed)
+            with writing_to(p):
+                self._persist_progress(p, state)
+                closed = self._close(p, state)
+            await self._send_stock_changes(p, [])
+            await self._send_partials(p, state, closed)
+
+
+def _window_record(p: int, window: WindowKey) -> str:
+    store_id, channel, start = window
+    return f"{WINDOW}|{p}|{store_id}|{channel}|{start}"
+
+
+def _window_records(p: int, partials: list[dict[str, Any]]) -> list[str]:
+    return [
+        _window_record(p, (part["store_id"], part["channel"], part["window_start"]))
+        for part in partials
+    ]

@@ -75,11 +75,35 @@ class FunnelPartition:
         self.watermark = Watermark(window_ms, grace_ms)
         self.dedup = Deduplicator(dedup_horizon_ms)
         self.windows: dict[WindowKey, WindowAggregate] = {}
+        # window -> the input offset up to which its stored record holds every event: a
+        # replay after a crash must not add those events again (streams/funnel/agent.py)
+        self.versions: dict[WindowKey, int] = {}
+        # restored windows the restored watermark had already closed: sent again
+        self._reclosed: list[tuple[WindowKey, WindowAggregate]] = []
+        self._offset: int | None = None  # the input offset of the events being applied
+        self._emptied: list[WindowKey] = []  # closed with nothing in them: no result
+
+    def restore_window(self, key: WindowKey, aggregate: WindowAggregate, version: int) -> None:
+        """A window from the tables; one already closed goes out again at the next close
+        (its partial may have been lost with the crash: stage 3 drops a partial twice)."""
+        closed_before = self.watermark.closed_before_ms
+        if closed_before is not None and key[2] < closed_before:
+            self._reclosed.append((key, aggregate))
+        else:
+            self.windows[key] = aggregate
+            self.versions[key] = version
 
     def apply(
-        self, events: list[dict[str, Any]], orders: OrderStore, out: BatchOutcome | None = None
+        self,
+        events: list[dict[str, Any]],
+        orders: OrderStore,
+        out: BatchOutcome | None = None,
+        offset: int | None = None,
     ) -> BatchOutcome:
+        """Apply the events of one input message (at `offset`, if known: a window whose
+        stored version is at or past it already holds them)."""
         out = out if out is not None else BatchOutcome()
+        self._offset = offset
         is_late = self.watermark.is_late
         for event in events:
             # Lateness before dedup: a late copy must not make its on-time original a
@@ -181,12 +205,11 @@ class FunnelPartition:
         order_id, store_id = event["order_id"], event["store_id"]
         if counted is not None:
             old_key = (store_id, counted[2], window_start(counted[0], self.window_ms))
-            old = self.windows.get(old_key)
-            if old is None:  # closed after all: the counted one stays
+            if old_key not in self.windows:  # closed after all: the counted one stays
                 return False, counted
+            old = self._writable(old_key, out)
             candidates = old.order_candidates if stage == "order" else old.pay_candidates
             candidates.pop(order_id, None)
-            out.touched_windows.add(old_key)
         window = self._window(event, out)
         user_id = event.get("user_id")
         if stage == "order":
@@ -206,11 +229,24 @@ class FunnelPartition:
 
     def _window(self, event: dict[str, Any], out: BatchOutcome) -> WindowAggregate:
         key = (event["store_id"], event["channel"], window_start(event["ts"], self.window_ms))
+        return self._writable(key, out)
+
+    def _writable(self, key: WindowKey, out: BatchOutcome) -> WindowAggregate:
+        """The aggregate the current event changes: the window's own, or a scratch one when
+        the window's stored record already holds the event (replayed after a crash)."""
         out.touched_windows.add(key)
         aggregate = self.windows.get(key)
         if aggregate is None:
             aggregate = self.windows[key] = WindowAggregate()
+        if self._offset is not None and self.versions.get(key, -1) >= self._offset:
+            return WindowAggregate()
         return aggregate
+
+    def version_written(self, key: WindowKey, offset: int) -> int:
+        """The version to store with a window written after the input up to `offset`: a
+        replayed batch may end before the version the window was restored with."""
+        version = self.versions[key] = max(self.versions.get(key, -1), offset)
+        return version
 
     def close_due(self) -> list[tuple[WindowKey, WindowAggregate]]:
         """Remove and return the windows that the watermark has closed."""
@@ -218,8 +254,18 @@ class FunnelPartition:
         if closed_before is None:
             return []
         due = sorted((key for key in self.windows if key[2] < closed_before), key=lambda k: k[2])
-        closed = [(key, self.windows.pop(key)) for key in due]
+        closed = [*self._reclosed, *((key, self.windows.pop(key)) for key in due)]
+        self._reclosed = []
+        for key in due:
+            self.versions.pop(key, None)
         for _, aggregate in closed:
             aggregate.fold()
         # a window left with nothing (its only order moved to an earlier window) is no result
+        self._emptied += [key for key, aggregate in closed if aggregate.is_empty()]
         return [(key, aggregate) for key, aggregate in closed if not aggregate.is_empty()]
+
+    def take_emptied(self) -> list[WindowKey]:
+        """The windows closed with nothing in them since the last call (their stored
+        records can go at once: there is no partial to wait for)."""
+        emptied, self._emptied = self._emptied, []
+        return emptied

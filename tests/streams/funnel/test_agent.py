@@ -63,8 +63,7 @@ def stage(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FunnelStage, list[A
         partials=RecordingTopic("partials", sent),
         stock=RecordingTopic("stock", sent),
     )
-    for name in ("windows_table", "orders_table", "dedup_table", "watermark_table"):
-        setattr(stage, name, {})
+    stage.state_table = {}
     monkeypatch.setattr(app.assignor, "assigned_actives", lambda: {TP("events", 0)})
     yield stage, sent
 
