@@ -120,35 +120,45 @@ class FunnelStage(BatchedStage):
     def partition_state(self, p: int) -> FunnelPartition:
         state = self.partitions.get(p)
         if state is None:
-            state = self.partitions[p] = self._load(p)
+            events_topic = self.topics.events.get_topic_name()
+            assigned = {tp.partition for tp in self.app.assignor.assigned_actives()
+                        if tp.topic == events_topic}  # fmt: skip
+            self._load({p} | assigned - self.partitions.keys())
+            state = self.partitions[p]
         return state
 
-    def _load(self, p: int) -> FunnelPartition:
+    def _load(self, partitions: set[int]) -> None:
+        """The state of `partitions` from the table, in one pass over it (it holds every
+        order ever seen: one pass per partition took as many times as long)."""
         s = self.settings
-        state = FunnelPartition(p, s.window_ms, s.grace_ms, s.dedup_horizon_ms)
-        raw_watermark = self.state_table.get(f"{WATERMARK}|{p}")
-        if raw_watermark is not None:  # first: it says which restored windows are closed
-            state.watermark.restore(orjson.loads(raw_watermark))
-        buckets: dict[int, set[str]] = defaultdict(set)
-        unsent = self.unsent[p] = []
-        prefix = f"{p}|"
+        states = {p: FunnelPartition(p, s.window_ms, s.grace_ms, s.dedup_horizon_ms)
+                  for p in partitions}  # fmt: skip
+        for p, state in states.items():  # first: the watermark says which windows are closed
+            raw_watermark = self.state_table.get(f"{WATERMARK}|{p}")
+            if raw_watermark is not None:
+                state.watermark.restore(orjson.loads(raw_watermark))
+            self.dedup_keys[p] = defaultdict(set)
+            self.unsent[p] = []
         for key, raw in list(self.state_table.items()):
-            kind, _, rest = key.partition("|")
-            if kind in (ORDER, WATERMARK) or not rest.startswith(prefix):
+            kind = key[0]
+            if kind in (ORDER, WATERMARK):
                 continue
-            fields = rest.split("|")
+            _, partition, *fields = key.split("|")
+            p = int(partition)
+            state = states.get(p)
+            if state is None:
+                continue
             if kind == WINDOW:
                 version, aggregate = orjson.loads(raw)
-                window = (fields[1], fields[2], int(fields[3]))
+                window = (fields[0], fields[1], int(fields[2]))
                 state.restore_window(window, WindowAggregate.from_dict(aggregate), version)
             elif kind == DEDUP:
                 on_time, late = orjson.loads(raw)
-                state.dedup.restore(int(fields[1]), on_time, late)
-                buckets[int(fields[1])].add(key)
+                state.dedup.restore(int(fields[0]), on_time, late)
+                self.dedup_keys[p][int(fields[0])].add(key)
             elif kind == OUTBOX:
-                unsent.append((key, int(fields[2]), raw))
-        self.dedup_keys[p] = buckets
-        return state
+                self.unsent[p].append((key, int(fields[1]), raw))
+        self.partitions |= states
 
     # --- the hot path ---------------------------------------------------------------
     async def process(self, batch: Sequence[EventT]) -> None:

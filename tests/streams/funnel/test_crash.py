@@ -120,7 +120,9 @@ def new_stage(kafka: Kafka) -> FunnelStage:
     app = faust.App("test-funnel-crash", broker="kafka://127.0.0.1:1", store="memory://")
     stage = FunnelStage(app, config, Topics.declare(app, config), Metrics())
     stage.topics = SimpleNamespace(  # type: ignore[assignment]
-        partials=LoggedTopic("partials", kafka), stock=LoggedTopic("stock", kafka)
+        events=LoggedTopic("events", kafka),
+        partials=LoggedTopic("partials", kafka),
+        stock=LoggedTopic("stock", kafka),
     )
     stage.state_table = LoggedTable(kafka)
     return stage
