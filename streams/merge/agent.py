@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # times and the mark's come from one worker's clock, this covers a step of that clock
 CLOCK_SLACK_MS = 10_000
 
+PENDING, MARK = "w", "m"  # the kinds of record in the state table
+
 # called with each final window record, once
 WindowListener = Callable[[dict[str, Any]], Awaitable[None]]
 # the campaign spend of (store, channel, window start, window end), None if unknown: the
@@ -50,8 +52,12 @@ class MergeStage(BatchedStage):
         super().__init__(app, settings)
         self.topics = topics
         self.metrics = metrics
-        self.pending_table = partitioned_table(app, "merge-pending", settings.partitions)
-        self.watermark_table = partitioned_table(app, "merge-watermarks", settings.partitions)
+        # One table (one changelog partition per stage-3 partition, written in order, so a
+        # kill keeps a prefix of its writes): pending partials "w|<store>|<channel>|<start>"
+        # and each partition's mark "m|<partition>". The mark goes before the pending
+        # partials of the windows it makes final are dropped: a window whose partials are
+        # gone is one the mark restored says is final and lists until Kafka has it.
+        self.state_table = partitioned_table(app, "merge-state", settings.partitions)
         self.buyers = BuyerHistory(
             partitioned_table(app, "merge-buyers", settings.partitions),
             settings.buyer_lookback_ms,
@@ -121,18 +127,26 @@ class MergeStage(BatchedStage):
         state = self.partitions[q] = MergePartition(
             q, n, keep_emitted_ms=self.settings.dedup_horizon_ms
         )
-        raw = self.watermark_table.get(str(q))
+        raw = self.state_table.get(f"{MARK}|{q}")
         mark = None if raw is None else orjson.loads(raw)
         if mark is not None:
             state.final_before = mark["final_before"]
             state.closed_before = {int(p): c for p, c in mark["sources"].items()}
-        for key, value in list(self.pending_table.items()):
-            store_id, channel, start = key.split("|")
-            if merge_partition(store_id, n) == q:
-                partials = orjson.loads(value)
-                state.pending[store_id, channel, int(start)] = {
-                    int(p): agg for p, agg in partials.items()
-                }
+        final_before = state.final_before
+        for key, value in list(self.state_table.items()):
+            if not key.startswith(f"{PENDING}|"):
+                continue
+            _, store_id, channel, start = key.split("|")
+            if merge_partition(store_id, n) != q:
+                continue
+            if final_before is not None and int(start) < final_before:
+                with writing_to(q):  # final: the kill came before its drop was written
+                    del self.state_table[key]
+                continue
+            partials = orjson.loads(value)
+            state.pending[store_id, channel, int(start)] = {
+                int(p): agg for p, agg in partials.items()
+            }
         return mark
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -182,16 +196,15 @@ class MergeStage(BatchedStage):
         final: list[tuple[WindowKey, WindowAggregate]],
         now: int,
     ) -> None:
+        table = self.state_table
         for key in touched:
             if key in state.pending:
-                self.pending_table["|".join(map(str, key))] = orjson.dumps(
+                table[_pending_key(key)] = orjson.dumps(
                     {str(p): agg for p, agg in state.pending[key].items()}
                 )
-        for key, _ in final:
-            self.pending_table.pop("|".join(map(str, key)), None)
         # The mark: what is final, and the windows not acknowledged yet. A restore reads the
         # windows topic back from the earliest of those and of this moment.
-        self.watermark_table[str(state.partition)] = orjson.dumps(
+        table[f"{MARK}|{state.partition}"] = orjson.dumps(
             {
                 "final_before": state.final_before,
                 "sources": {str(p): mark for p, mark in state.closed_before.items()},
@@ -199,6 +212,8 @@ class MergeStage(BatchedStage):
                 "since_ms": min([now, *(at for _, at in state.unsent.values())]),
             }
         )
+        for key, _ in final:  # after the mark (the table's comment in __init__)
+            table.pop(_pending_key(key), None)
 
     def _record(
         self, key: WindowKey, aggregate: WindowAggregate, buyers: BuyerCounts
@@ -257,6 +272,11 @@ class MergeStage(BatchedStage):
             if ratio is not None:
                 gauge.labels(store, channel).set(ratio)
         m.windows_closed.inc()
+
+
+def _pending_key(key: WindowKey) -> str:
+    store_id, channel, start = key
+    return f"{PENDING}|{store_id}|{channel}|{start}"
 
 
 def _no_spend(store_id: str, channel: str, start_ms: int, end_ms: int) -> Spend | None:

@@ -42,7 +42,7 @@ def register(app: faust.App, funnel: FunnelStage, merge: MergeStage) -> None:
     @app.page("/api/windows/{store_id}/{channel}")
     async def windows(web: View, request: Request, store_id: str, channel: str) -> Response:
         q = merge_partition(store_id, funnel.settings.partitions)
-        elsewhere = redirect_or_none(app, merge.pending_table, q, web, request)
+        elsewhere = redirect_or_none(app, merge.state_table, q, web, request)
         if elsewhere is not None:
             return elsewhere
         return web.json(

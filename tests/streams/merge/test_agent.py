@@ -26,7 +26,7 @@ from streams.runtime.settings import load_settings
 from streams.runtime.topics import Topics
 
 S = 1_000
-TABLES = ("pending_table", "watermark_table")
+TABLES = ("state_table",)
 
 
 class WindowsTopic:
@@ -159,7 +159,51 @@ async def test_the_mark_lists_a_window_until_kafka_acknowledges_it(
 
 
 def _mark(tables: dict[str, Any]) -> dict[str, Any]:
-    return orjson.loads(tables["watermark_table"]["0"])  # type: ignore[no-any-return]
+    return orjson.loads(tables["state_table"]["m|0"])  # type: ignore[no-any-return]
+
+
+class LoggedTable(dict[str, bytes]):
+    """Records its writes in order, as its changelog partition would hold them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, bytes | None]] = []
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        super().__setitem__(key, value)
+        self.writes.append((key, value))
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        self.writes.append((key, None))
+        return super().pop(key, default)
+
+
+async def test_a_kill_after_the_mark_and_before_the_drop_of_final_partials_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pending partials and the mark are one table, so a kill keeps a prefix of its writes,
+    and the mark goes first: partials gone means the mark that made their window final was
+    kept, and lists the window until Kafka has it. In two tables before, a kill could keep
+    the drop and lose the mark and the window, whose partials had been read before the last
+    commit: 16 of 927 windows never came out in a CI run. Here the kill comes right after
+    the mark: the restored worker sends the window again and drops its stale partials."""
+    logged = LoggedTable()
+    before = new_stage({"state_table": logged}, set(), monkeypatch)
+    await before.handle([partials(0, [0, 10], closed_before=10)])  # type: ignore[list-item]
+    keys = [key for key, _ in logged.writes]
+    mark, drop = keys.index("m|0"), keys.index(f"w|s1|app|{FIRST[2]}")
+    assert mark < drop
+
+    kept: dict[str, bytes] = {}
+    for key, value in logged.writes[: mark + 1]:
+        if value is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = value
+    after = new_stage({"state_table": kept}, on_kafka=set(), monkeypatch=monkeypatch)
+    await after.handle([partials(1, [], closed_before=10)])  # type: ignore[list-item]
+    assert sent(after) == [FIRST]
+    assert f"w|s1|app|{FIRST[2]}" not in kept
 
 
 async def _note(heard: list[WindowKey], record: dict[str, Any]) -> None:
