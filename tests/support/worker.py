@@ -73,9 +73,19 @@ class Worker:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self._dump_stacks()
                 self.process.kill()
                 self.process.wait()
         self.target_file.unlink(missing_ok=True)
+
+    def _dump_stacks(self) -> None:
+        """A worker that does not stop in time: its Python stacks (py-spy) go beside its log,
+        so the test's failure shows where it hung."""
+        dump = self.log_path.with_suffix(".stacks.txt")
+        py_spy = Path(sys.executable).parent / "py-spy"
+        command = [str(py_spy), "dump", "--locals", "--pid", str(self.process.pid)]
+        with dump.open("w") as out:
+            subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=60, check=False)
 
 
 @dataclass
