@@ -370,6 +370,7 @@ def main(settings: Settings, connection: Connection, log_level: int) -> None:
     """Entry point of the process (multiprocessing target)."""
     logging.basicConfig(level=log_level, format="[%(asctime)s] [%(process)d] %(message)s")
     repeated_logs.install()
+    producing.install()
     link = WorkerLink(connection)
 
     async def until_stopped() -> None:

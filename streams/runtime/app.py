@@ -29,6 +29,7 @@ __all__ = ["build_app"]
 def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     skipped_acks.install()
     flush_barrier.install()
+    producing.install()
     metrics = metrics or Metrics(
         max_stores=settings.max_store_labels,
         max_channels=settings.max_channel_labels,

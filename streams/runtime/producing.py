@@ -15,13 +15,40 @@ because Faust's flush, before every commit, before partitions move and at a stop
 every record queued before it (streams/runtime/flush_barrier.py): its own gives up after
 0.1 s without a send, which with this limit once lost table writes on a SIGTERM restart
 (tests/integration/test_differential.py, docs/profile.md).
+
+`install()` changes two things, in each process that sends:
+- Faust's producer is idempotent, as stage 1's is: a send retried after a lost answer (a
+  broker restart, a dropped connection) is written once. Faust turns idempotence on only
+  for its transactions, which salewatch does not use (docs/architecture.md, "After a
+  crash"); without it a retried stage-3 send would put a window on the windows topic twice.
+- The Kafka client keeps the metadata of every topic it sent to. aiokafka asks the broker
+  for all topics until its first send to a topic it does not know yet, and from then on
+  only for the topics it was asked to add. A record for a topic it knew from an
+  all-topics answer (never added) then loses its partition leader at the next metadata
+  answer and waits in the client until it expires (Faust: after 20 minutes), and so does
+  every flush. Seen as an alert's state write that never reached its changelog: the
+  stage-3 table write went out, the alert's did not, a SIGTERM's flush hung until the
+  worker was killed and its successor fired the alert again (tests/integration/
+  test_alerts_stock.py, one CI run in four); tests/integration/test_producing.py shows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from faust.transport.drivers.aiokafka import Producer
+
 from streams.runtime.settings import Settings
 
-__all__ = ["LINGER_MS", "MAX_BATCH_BYTES", "MAX_REQUEST_BYTES", "changelog_buffer_messages"]
+__all__ = [
+    "LINGER_MS",
+    "MAX_BATCH_BYTES",
+    "MAX_REQUEST_BYTES",
+    "changelog_buffer_messages",
+    "install",
+]
 
 LINGER_MS = 10
 # per partition per request: a routed message or a batch's changelog records in one
@@ -34,3 +61,25 @@ def changelog_buffer_messages(settings: Settings) -> int:
     stage batch (20,000 at the default 2,000; queues of up to 7,651 records were seen), so
     the stream waits only when the producer falls a batch or more behind."""
     return max(100, settings.batch_max_messages * 10)
+
+
+_faust_settings_extra = Producer._settings_extra
+
+
+def _idempotent(self: Producer) -> Mapping[str, Any]:
+    return {"acks": "all", "enable_idempotence": True}
+
+
+_aiokafka_send = AIOKafkaProducer.send
+
+
+async def _send_keeping_topic(self: AIOKafkaProducer, topic: str, *args: Any, **kwargs: Any) -> Any:
+    if topic not in self.client._topics:
+        self.client.add_topic(topic)  # its metadata from the next answer on (asked for now)
+    return await _aiokafka_send(self, topic, *args, **kwargs)
+
+
+def install() -> None:
+    """Idempotent; before a producer starts (the worker's and stage 1's processes)."""
+    Producer._settings_extra = _idempotent  # type: ignore[method-assign]
+    AIOKafkaProducer.send = _send_keeping_topic  # type: ignore[method-assign]
