@@ -7,12 +7,14 @@ it against its own input partition's stream time, stage 2 against its watermark,
 same rule.
 
 Stage 1 keeps, per input partition it reads, the largest event time read and whether the
-input is idle: read to its end and nothing new for `idle_ms` since it was assigned or the
-stream resumed after a pause (`InputProgress`), and
-reports both to every stage-2 partition. The watermark of a stage-2 partition is the
-smallest event time read over the inputs that are not idle, as in Flink: a topic read
-behind the others, or a producer whose batches reach the broker late, holds windows open
-for its own events, so they are never made late by another input's pace. An idle input
+input is idle: read to its end and nothing new for `idle_ms` since it was assigned, the
+stream resumed after a pause, or its fetches were answered again after going unanswered
+(a broker away: its end is unknown then, and the backlog its producers hold comes when it
+is back) (`InputProgress`), and reports both to every stage-2 partition. The watermark
+of a stage-2 partition is the smallest event time read over the inputs that are not idle,
+as in Flink: a topic read behind the others, or a producer whose batches reach the broker
+late, holds windows open for its own events, so they are never made late by another
+input's pace. An idle input
 holds nothing back; when every input is idle, the watermark moves on with the wall clock
 from the largest event time read, so the last windows close too (docs/contract.md §3).
 """
@@ -57,6 +59,10 @@ def closed_before(stream_ms: int, window_ms: int, grace_ms: int) -> int:
 # per input partition ("topic:partition"): largest event time read (None: nothing yet),
 # and whether it is idle (stage 1 decides: read to its end and quiet for `idle_ms`)
 InputMark = tuple[int | None, bool]
+
+# A partition's end is known from a fetch answered this recently (aiokafka long-polls an
+# input read to its end every 0.5 s); an older answer says nothing of what came since.
+END_KNOWN_WITHIN_MS = 3_000
 
 
 @dataclass
@@ -135,6 +141,7 @@ class InputConsumer(Protocol):
 
     def assignment(self) -> set[Any]: ...
     def highwater(self, tp: Any) -> int | None: ...
+    def last_poll_timestamp(self, tp: Any) -> int | None: ...
     async def position(self, tp: Any) -> int: ...
     def partitions_for_topic(self, topic: str) -> set[int] | None: ...
     def subscription(self) -> set[str]: ...
@@ -142,7 +149,8 @@ class InputConsumer(Protocol):
 
 class InputProgress:
     """Per input partition this process reads: the largest event time read, and whether it
-    is idle (read to its end, nothing new for `idle_ms`).
+    is idle (read to its end, as a fetch answered in the last `END_KNOWN_WITHIN_MS` says,
+    and nothing new for `idle_ms`).
 
     Reported to every stage-2 partition after batches and every second: the watermark
     (`Watermark`) is built from these reports.
@@ -200,7 +208,7 @@ class InputProgress:
     async def report(self) -> tuple[dict[str, Any], dict[str, int]]:
         """The report for stage 2, and the consumer lag by topic."""
         consumer = self._consumer
-        now = time.monotonic()
+        now, wall_ms = time.monotonic(), time.time() * 1000
         marks: dict[str, list[Any]] = {}
         lag_by_topic: Counter[str] = Counter()
         for tp in consumer.assignment():
@@ -210,6 +218,9 @@ class InputProgress:
             if highwater is not None:
                 lag_by_topic[tp.topic] += max(0, highwater - position)
             read_to_end = highwater is not None and position >= highwater
+            answered_ms = consumer.last_poll_timestamp(tp)
+            if answered_ms is None or wall_ms - answered_ms > END_KNOWN_WITHIN_MS:
+                self._last_read[name] = now  # its end unknown: not quiet, whatever came last
             # a partition just assigned gets `idle_ms` to show it has something
             quiet_s = now - self._last_read.setdefault(name, now)
             marks[name] = [self.max_ts.get(name), read_to_end and quiet_s >= self._idle_s]

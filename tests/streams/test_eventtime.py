@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -148,15 +149,20 @@ def test_a_worker_that_takes_over_after_everything_was_read_still_closes_windows
 
 @dataclass
 class ReadToEndConsumer:
-    """Every assigned input read to its end."""
+    """Every assigned input read to its end, as the last fetch answered says; `answered_ms`:
+    when that was (None: just now)."""
 
     assigned: set[TopicPartition]
+    answered_ms: float | None = None
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
 
     def highwater(self, tp: TopicPartition) -> int:
         return 10
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int:
+        return int(time.time() * 1000 if self.answered_ms is None else self.answered_ms)
 
     async def position(self, tp: TopicPartition) -> int:
         return 10
@@ -193,3 +199,36 @@ async def test_after_a_pause_every_input_gets_idle_ms_to_show_it_has_something(
     assert await idle() == {"shop.clicks:0": False, "shop.orders:0": False}
     now[0] = 11.6
     assert await idle() == {"shop.clicks:0": True, "shop.orders:0": True}  # idle_ms later
+
+
+async def test_an_input_whose_fetches_go_unanswered_is_not_idle_until_idle_ms_after_they_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker away: the last fetch said "read to its end", but its producers hold what
+    they sent meanwhile and deliver it when the broker is back. Counted idle, the inputs
+    would let the watermark follow the wall clock through the outage and make that backlog
+    late (found by the crash suite's broker restart: 15 of 927 windows short)."""
+    clicks = TopicPartition("shop.clicks", 0)
+    consumer = ReadToEndConsumer({clicks})
+    progress = InputProgress(consumer, idle_ms=1_000)  # type: ignore[arg-type]
+    now = [0.0]
+    monkeypatch.setattr(eventtime.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(eventtime.time, "time", lambda: 1_000_000 + now[0])
+
+    async def idle() -> bool:
+        report, _lag = await progress.report()
+        return bool(report["marks"]["shop.clicks:0"][1])
+
+    assert not await idle()
+    now[0] = 5.0
+    assert await idle()  # read to its end and quiet
+    consumer.answered_ms = (1_000_000 + 5.0) * 1000  # the broker stops answering
+    now[0] = 5.0 + eventtime.END_KNOWN_WITHIN_MS / 1000 + 0.1
+    assert not await idle()
+    now[0] = 40.0
+    assert not await idle()  # still away
+    consumer.answered_ms = None  # answered again: nothing new at the last fetch
+    now[0] = 40.5
+    assert not await idle()  # the backlog may be on its way
+    now[0] = 41.1
+    assert await idle()
