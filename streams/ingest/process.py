@@ -46,8 +46,9 @@ PROBE_EVERY_S = 2.0
 PROBE_TIMEOUT_S = 5.0
 COMMIT_EVERY_S = 1.0  # commits wait for every send to be acknowledged: not after every batch
 ANSWER_TIMEOUT_S = 10.0
-# aiokafka retries retriable errors itself (an idempotent producer without end); a send still
-# unanswered after this long counts as failed.
+# aiokafka retries retriable errors itself (an idempotent producer) until a send is this old;
+# a send still unanswered then counts as failed. Its own default, 40 s, failed sends held
+# through a broker restart (stopped 10 s, answering again about 30 s later).
 DELIVERY_TIMEOUT_S = 60.0
 PRODUCER_STOP_TIMEOUT_S = 10.0
 # Pauses before reading again from the last commit after failed sends, one per failure in a
@@ -140,6 +141,7 @@ class RoutedProducer:
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,  # a retried send is not written twice
+            request_timeout_ms=round(DELIVERY_TIMEOUT_S * 1000),
             linger_ms=producing.LINGER_MS,
             max_batch_size=producing.MAX_BATCH_BYTES,
             max_request_size=producing.MAX_REQUEST_BYTES,
@@ -343,18 +345,24 @@ class IngestLoop:
         after len(RETRY_BACKOFF_S) pauses."""
         self._link.send_failed(failure.failed)
         self._counts.clear()
-        if self._failures == len(RETRY_BACKOFF_S):
-            log.critical("ingest: %s; giving up after %d attempts", failure, self._failures + 1)
-            raise failure
-        pause_s = RETRY_BACKOFF_S[self._failures]
-        self._failures += 1
-        log.error(
-            "ingest: %s; nothing committed, reading again from the last commit in %.0f s",
-            failure,
-            pause_s,
-        )
-        await asyncio.sleep(pause_s)
-        await self._output.restart()
+        problem: Exception = failure
+        while True:
+            if self._failures == len(RETRY_BACKOFF_S):
+                log.critical("ingest: %s; giving up after %d attempts", problem, self._failures + 1)
+                raise problem
+            pause_s = RETRY_BACKOFF_S[self._failures]
+            self._failures += 1
+            log.error(
+                "ingest: %s; nothing committed, reading again from the last commit in %.0f s",
+                problem,
+                pause_s,
+            )
+            await asyncio.sleep(pause_s)
+            try:
+                await self._output.restart()
+                break
+            except KafkaError as exc:  # the broker still away: a new producer cannot start
+                problem = exc
         self._progress.rewind()
         for tp in self._consumer.assignment():
             # taken away meanwhile: its new owner reads from the last commit anyway

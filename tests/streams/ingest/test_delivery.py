@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from streams.ingest import process as ingest_process
 from streams.ingest.process import (
@@ -148,6 +148,33 @@ async def test_after_the_last_pause_stage_1_gives_up_loudly() -> None:
     with pytest.raises(DeliveryFailed):
         await loop._recover(failure)
     assert failed == [{"salewatch.events": 4}]  # counted before giving up
+
+
+async def test_a_broker_still_away_when_the_producer_is_replaced_is_one_more_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not the end of the process: its successor would wait out its group's session timeout
+    before it reads again (15 s in the crash suite's broker restart)."""
+    monkeypatch.setattr(ingest_process, "RETRY_BACKOFF_S", (0.0, 0.0, 0.0))
+    starts: list[str] = []
+
+    async def restart() -> None:
+        starts.append("start")
+        if len(starts) < 3:
+            raise KafkaConnectionError("Unable to bootstrap")
+
+    link = SimpleNamespace(send_failed=lambda failed: None)
+    loop = IngestLoop(load_settings(), link)  # type: ignore[arg-type]
+    loop._output = SimpleNamespace(restart=restart)  # type: ignore[assignment]
+    failure = DeliveryFailed(Counter({"salewatch.events": 8}), KafkaConnectionError("gone"))
+    await loop._recover(failure)
+    assert (len(starts), loop._failures) == (3, 3)
+
+    loop._failures = 0
+    starts.clear()
+    monkeypatch.setattr(ingest_process, "RETRY_BACKOFF_S", (0.0,))
+    with pytest.raises(KafkaConnectionError):  # away for longer than all the pauses
+        await loop._recover(failure)
 
 
 def test_stage_1_stops_quietly_once_the_worker_closed_the_pipe() -> None:
