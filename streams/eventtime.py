@@ -17,6 +17,7 @@ late, holds windows open for its own events, so they are never made late by anot
 input's pace. An idle input
 holds nothing back; when every input is idle, the watermark moves on with the wall clock
 from the largest event time read, so the last windows close too (docs/contract.md §3).
+An input counts idle only while its reports keep coming (`REPORT_STALE_MS`).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def closed_before(stream_ms: int, window_ms: int, grace_ms: int) -> int:
 # and whether it is idle (stage 1 decides: read to its end and quiet for `idle_ms`)
 InputMark = tuple[int | None, bool]
 
+# An input's "idle" holds while stage 1 keeps saying so: it reports every second, and an
+# input whose last report is older (stage 1 dead, or the broker away) may have a backlog
+# building up; it holds the watermark where its own stream time stands.
+REPORT_STALE_MS = 5_000
 # A partition's end is known from a fetch answered this recently (aiokafka long-polls an
 # input read to its end every 0.5 s); an older answer says nothing of what came since.
 END_KNOWN_WITHIN_MS = 3_000
@@ -74,6 +79,7 @@ class Watermark:
     expected_inputs: int = 0  # input partitions in all; until all reported, nothing closes
     _max_read_ms: int | None = None
     _max_changed_wall_ms: int = 0
+    _heard_wall_ms: dict[str, int] = field(default_factory=dict)  # last report, by input
 
     def report(self, marks: dict[str, Any], expected_inputs: int, wall_ms: int) -> None:
         """Take a stage-1 report: {input: [max_ts | None, idle]} for its partitions.
@@ -86,6 +92,7 @@ class Watermark:
             if known is not None and (max_ts is None or max_ts < known):
                 max_ts = known
             self.inputs[name] = (max_ts, bool(idle))
+            self._heard_wall_ms[name] = wall_ms
         self.expected_inputs = expected_inputs
         self.advance(wall_ms)
 
@@ -110,7 +117,11 @@ class Watermark:
         read = [max_ts for max_ts, _ in self.inputs.values() if max_ts is not None]
         if read and max(read) != self._max_read_ms:
             self._max_read_ms, self._max_changed_wall_ms = max(read), wall_ms
-        active = [max_ts for max_ts, idle in self.inputs.values() if not idle]
+        active = [
+            max_ts
+            for name, (max_ts, idle) in self.inputs.items()
+            if not idle or wall_ms - self._heard_wall_ms.get(name, wall_ms) > REPORT_STALE_MS
+        ]
         if None in active:
             return  # an input that is not idle has not read any event time yet
         if active:

@@ -232,3 +232,17 @@ async def test_an_input_whose_fetches_go_unanswered_is_not_idle_until_idle_ms_af
     assert not await idle()  # the backlog may be on its way
     now[0] = 41.1
     assert await idle()
+
+
+def test_an_idle_input_whose_reports_stop_holds_the_watermark_where_it_stands() -> None:
+    """Stage 1 said every input is idle, then went silent (killed, or the broker away): the
+    wall clock must not close windows over the backlog building up meanwhile."""
+    mark = watermark()
+    idle = {"clicks:0": [100_000, True], "orders:0": [90_000, True]}
+    mark.report(idle, expected_inputs=2, wall_ms=0)
+    mark.advance(wall_ms=eventtime.REPORT_STALE_MS)
+    assert mark.watermark_ms == 100_000 + eventtime.REPORT_STALE_MS  # heard lately: on
+    mark.advance(wall_ms=eventtime.REPORT_STALE_MS + 60_000)
+    assert mark.watermark_ms == 100_000 + eventtime.REPORT_STALE_MS  # silent: held
+    mark.report(idle, expected_inputs=2, wall_ms=70_000)  # heard again, still idle
+    assert mark.watermark_ms == 170_000

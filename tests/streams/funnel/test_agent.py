@@ -13,6 +13,7 @@ import orjson
 import pytest
 from faust.types import TP
 
+from streams import eventtime
 from streams.funnel import agent as funnel_agent
 from streams.funnel.agent import FunnelStage
 from streams.merge.partition import MergePartition
@@ -78,6 +79,8 @@ async def test_a_tick_during_a_batch_never_reports_a_window_closed_before_its_pa
     funnel, sent = stage
     clocks = iter([0, 60 * S])
     monkeypatch.setattr(funnel_agent, "_wall_ms", lambda: next(clocks))
+    # the report a minute old still speaks for its inputs (stale reports are not this test's)
+    monkeypatch.setattr(eventtime, "REPORT_STALE_MS", 120 * S)
     restock = {"type": "restock", "ts": 95 * S, "event_id": "r1", "store_id": "s1",
                "channel": "app", "sku": "A", "qty": 5}  # fmt: skip
     batch = [
