@@ -4,7 +4,8 @@ every final window is judged against the ground truth (equal, once) and so is th
 every store x SKU.
 
     python -m benchmarks.crash_suite [--faults 10] [--events 1000000] [--runs restart standby
-        join-leave] [--configs now static before] [--fault-every-s 30]
+        join-leave broker] [--configs now static before] [--fault-every-s 30] [--broker-down-s 30]
+        [--baseline COMMIT]
 
 Runs (each on fresh topics, the dev stack's broker):
 - `restart`: one worker. A fault kills the worker (a new one starts at once on its data
@@ -12,20 +13,27 @@ Runs (each on fresh topics, the dev stack's broker):
 - `standby`: two workers. A fault kills one of them, whose partitions the other takes over
   with its standby tables (a new worker joins once it serves), or a stage-1 process.
 - `join-leave`: one worker; a second joins, then leaves (SIGTERM), and so on.
-Takeover is the time from a fault to serving again: every partition that received input
+- `broker`: one worker; a fault stops the broker (SIGTERM, its data kept) for
+  `--broker-down-s` and starts it again, while the sale is still being produced (the
+  producer holds and retries its sends). It is the dev stack's own broker: anything else on
+  this machine using it sees the outage too.
+Takeover is the time from a fault to serving again (for `broker`: from the broker answering
+again): every partition that received input
 since the fault has a commit past where it stood at the fault, in both consumer groups
 (stage 1's and the worker's), and every running worker's /health is 200. Production is
 paced to last `--fault-every-s` per fault; faults left when it is done hit an idle pipeline
 (then only /health tells). `--configs static`: a group instance id per worker (static
 membership: a restarted worker comes back under its predecessor's); `before`: the settings
 of before fast takeover (memory store, session timeout 60 s, no standby); `rocksdb`: the
-defaults on the RocksDB store.
+defaults on the RocksDB store. `--baseline COMMIT`: every run again with the workers of
+that commit (the producer, faults and judge of this tree).
 Prints one row per run. Needs the local stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import signal
@@ -39,17 +47,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from kafka.errors import KafkaError  # type: ignore[import-untyped]
 
+from benchmarks.end_to_end import source_tree
 from benchmarks.funnel_crash import SETTINGS, final_windows
 from simulator import KeyMode, ScenarioConfig, generate, produce
 from simulator.scenario import Scenario
 from tests.support.inventory import TOPIC_KINDS, stock_differences, wait_consumed
 from tests.support.kafka import committed_offsets
-from tests.support.stack import Stack, ensure_stack
+from tests.support.stack import Stack, ensure_stack, stop_kafka
 from tests.support.windows import window_outcome
 from tests.support.worker import Worker, WorkerFactory
 
-RUNS = ("restart", "standby", "join-leave")
+RUNS = ("restart", "standby", "join-leave", "broker")
 NOW: dict[str, object] = {}  # the defaults
 BEFORE: dict[str, object] = {
     "store": "memory://",
@@ -64,6 +74,17 @@ CONFIGS = {
     "before": BEFORE,
 }
 SERVING_TIMEOUT_S = 180.0
+# Holds its sends through a broker outage and reconnects within a second of its return, as
+# Kafka's Java clients do (kafka-python backs off up to 30 s by default, and an input whose
+# backlog comes later than `idle_ms` after the broker answers again counts idle meanwhile).
+OUTAGE_PATIENT_PRODUCER = {
+    "max_block_ms": 300_000,
+    "delivery_timeout_ms": 300_000,
+    "reconnect_backoff_max_ms": 1_000,
+}
+# The broker run keeps the default `idle_ms` (10 s, not the suite's 2 s): the margin for the
+# producers' backlog to come once the broker answers again.
+BROKER_RUN_SETTINGS = {"idle_ms": 10_000}
 
 
 def scenario(events: int, seed: int = 11) -> Scenario:
@@ -132,6 +153,7 @@ class LiveRun:
     workers: list[Worker] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     takeovers: list[float] = field(default_factory=list)
+    broker_down_s: float = 30.0
 
     def start_worker(self, data_of: Worker | None = None) -> Worker:
         """A new worker; on the data directory of a stopped one (`data_of`): a restart. With
@@ -151,15 +173,23 @@ class LiveRun:
         return worker
 
     def serving(self, at_fault: dict[GroupPartition, int]) -> bool:
-        if self.progress.stalled(at_fault):
+        try:
+            if self.progress.stalled(at_fault):
+                return False
+        except KafkaError:  # the broker not answering yet (a broker fault): not serving yet
             return False
         return all(healthy(worker) for worker in self.workers)
 
-    def fault(self, name: str, act: Callable[[], object], counted: bool = True) -> None:
-        """Do `act`, then wait until the run serves again; a counted fault's time is a takeover."""
+    def fault(
+        self, name: str, act: Callable[[], object], counted: bool = True, timed_after: bool = False
+    ) -> None:
+        """Do `act`, then wait until the run serves again; a counted fault's time is a
+        takeover, from the start of `act` or, `timed_after`, from its end."""
         at_fault = self.progress.committed()
         started = time.monotonic()
         act()
+        if timed_after:
+            started = time.monotonic()
         while not self.serving(at_fault):
             if time.monotonic() - started > SERVING_TIMEOUT_S:
                 raise AssertionError(f"not serving {SERVING_TIMEOUT_S:g} s after {name}")
@@ -220,32 +250,54 @@ def join_leave_fault(run: LiveRun) -> None:
         run.fault("leave", leave)
 
 
+def broker_fault(run: LiveRun) -> None:
+    def outage() -> None:
+        stop_kafka()
+        time.sleep(run.broker_down_s)
+        ensure_stack()  # starts the broker again and waits until it answers
+
+    run.fault("broker restart", outage, timed_after=True)
+
+
 FAULTS: dict[str, tuple[int, Callable[[LiveRun], None]]] = {  # workers at the start, a fault
     "restart": (1, restart_fault),
     "standby": (2, standby_fault),
     "join-leave": (1, join_leave_fault),
+    "broker": (1, broker_fault),
 }
 
 
 def crash_run(
     stack: Stack, tmp: Path, sale: Scenario, kind: str, faults: int,
     settings: dict[str, object], seed: int = 1, fault_every_s: float = 30.0,
-    check_stock: bool = True,
+    check_stock: bool = True, broker_down_s: float = 30.0, source: Path | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """Produce `sale` paced over about `faults` x `fault_every_s` seconds, do a fault at a
-    random moment of every such stretch, then judge the windows and the stock."""
+    random moment of every such stretch, then judge the windows and the stock. Workers
+    run from `source` (another commit's files) or this tree."""
     factory = WorkerFactory(stack, tmp / f"{kind}-{seed}")
+    if source is not None:
+        factory.repo = source
     factory.tmp.mkdir(parents=True)
     starting, do_fault = FAULTS[kind]
     speed = sale.config.duration_s / (faults * fault_every_s)
     rng = random.Random(seed)
+    produced: list[Exception] = []  # the producer's failure, if any
+
+    def produce_sale() -> None:
+        try:  # a broker outage holds sends for its length: the producer waits, then retries
+            produce(sale, stack.kafka_bootstrap, factory.topic_prefix, speed,
+                    producer_options=OUTAGE_PATIENT_PRODUCER)  # fmt: skip
+        except Exception as exc:  # told after the join
+            produced.append(exc)
+
     producing = threading.Thread(
-        target=produce,
-        args=(sale, stack.kafka_bootstrap, factory.topic_prefix, speed),
+        target=produce_sale,
         daemon=True,  # an interrupted run stops without producing to its end
     )
     progress = Progress(factory)
-    run = LiveRun(factory, {**SETTINGS, **settings}, progress, rng)
+    run_settings = {**SETTINGS, **(BROKER_RUN_SETTINGS if kind == "broker" else {}), **settings}
+    run = LiveRun(factory, run_settings, progress, rng, broker_down_s=broker_down_s)
     try:
         for _ in range(starting):
             factory.wait_healthy(run.start_worker(), timeout=120)
@@ -254,6 +306,8 @@ def crash_run(
             time.sleep(rng.uniform(1.0, 8.0))  # a random moment of processing
             do_fault(run)
         producing.join()
+        if produced:
+            raise AssertionError(f"the sale was not produced: {produced[0]!r}")
         windows = final_windows(factory, len(sale.truth.windows))
         stock_wrong = run_stock_differences(run, sale) if check_stock else None
         if stock_wrong:
@@ -299,6 +353,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-every-s", type=float, default=30.0,
                         help="production is paced to last this long per fault")  # fmt: skip
+    parser.add_argument("--broker-down-s", type=float, default=30.0,
+                        help="how long a broker fault keeps the broker stopped")  # fmt: skip
+    parser.add_argument("--baseline", help="a commit: each run again with its workers")
     args = parser.parse_args()
     stack = ensure_stack()
     sale = scenario(args.events)
@@ -307,11 +364,15 @@ def main() -> None:
     configurations = [(name, CONFIGS[name]) for name in args.configs]
     header = True
     with tempfile.TemporaryDirectory() as tmp:
+        sources: list[tuple[str, Path | None]] = [("", None)]
+        if args.baseline:
+            sources.append((f" at {args.baseline}", source_tree(args.baseline, Path(tmp))))
         for kind in args.runs:
-            for label, settings in configurations:
-                row = crash_run(stack, Path(tmp) / label, sale, kind, args.faults, settings,
-                                seed=args.seed, fault_every_s=args.fault_every_s)  # fmt: skip
-                row = {"settings": label, **row}
+            for (label, settings), (at, source) in itertools.product(configurations, sources):
+                row = crash_run(stack, Path(tmp) / f"{label}{at}", sale, kind, args.faults,
+                                settings, seed=args.seed, fault_every_s=args.fault_every_s,
+                                broker_down_s=args.broker_down_s, source=source)  # fmt: skip
+                row = {"settings": label + at, **row}
                 if header:
                     print("| " + " | ".join(row) + " |")
                     print("|" + "---|" * len(row))

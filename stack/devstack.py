@@ -10,6 +10,7 @@ read the service addresses from it.
     python stack/devstack.py up-secure  # a second broker: SASL_SSL (SCRAM-SHA-512, PLAIN), mTLS
     python stack/devstack.py status   # exit 1 if a service is down
     python stack/devstack.py down     # stop what `up` started
+    python stack/devstack.py stop-kafka  # only the broker (a broker outage); `up` restarts it
     python stack/devstack.py logs     # where the logs are
 
 Environment (defaults): SALEWATCH_KAFKA_VERSION (3.9.1), SALEWATCH_STACK_KAFKA_PORT (19092),
@@ -299,7 +300,7 @@ def spawn(service: Service, argv: list[str]) -> None:
     print(f"  started {service.name} (pid {process.pid}), log {_rel(service.log_file)}")
 
 
-def stop(all_services: list[Service]) -> None:
+def stop(all_services: list[Service], *, whole_stack: bool = True) -> None:
     pids = {s.name: pid for s in all_services if (pid := running_pid(s)) is not None}
     for name, pid in pids.items():
         print(f"  stopping {name} (pid {pid})")
@@ -315,7 +316,8 @@ def stop(all_services: list[Service]) -> None:
                 os.killpg(pid, signal.SIGKILL)
     for service in all_services:
         service.pid_file.unlink(missing_ok=True)
-    STARTED_WITH.unlink(missing_ok=True)
+    if whole_stack:
+        STARTED_WITH.unlink(missing_ok=True)
 
 
 def _log_tail(path: Path, lines: int = 25) -> str:
@@ -1100,6 +1102,16 @@ def cmd_down(settings: Settings) -> int:
     return 0
 
 
+def cmd_stop_kafka(settings: Settings) -> int:
+    """Only the broker, its data kept: a broker outage for fault tests; `up` starts it again."""
+    (kafka,) = (service for service in services(settings) if service.name == "kafka")
+    if running_pid(kafka) is None:
+        print("Kafka not running.")
+    else:
+        stop([kafka], whole_stack=False)
+    return 0
+
+
 def cmd_logs(settings: Settings) -> int:
     for service in [*services(settings), secure_service(settings)]:
         print(f"{service.name:<13} {service.log_file}")
@@ -1111,6 +1123,7 @@ COMMANDS: dict[str, Callable[[Settings], int]] = {
     "up-secure": cmd_up_secure,
     "status": cmd_status,
     "down": cmd_down,
+    "stop-kafka": cmd_stop_kafka,
     "logs": cmd_logs,
 }
 
@@ -1121,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(os.environ)
-        if args.command in ("up", "up-secure", "down"):
+        if args.command in ("up", "up-secure", "down", "stop-kafka"):
             with stack_lock():
                 return COMMANDS[args.command](settings)
         return COMMANDS[args.command](settings)

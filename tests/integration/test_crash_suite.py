@@ -4,7 +4,7 @@ then its stage-1 process killed. Each time the worker serves again (`crash_run` 
 SERVING_TIMEOUT_S: the takeover target of 15 s is the long suite's to measure, a loaded
 test machine takes longer), and every window comes out once, equal to the truth
 (docs/architecture.md, "After a crash"). The stock after kills is the long suite's to
-judge."""
+judge. Last, the broker itself is stopped and started mid-sale."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def test_with_static_membership_a_killed_worker_restarted_under_its_id_serves_wi
     assert (row["different"], row["missing"], row["unexpected"], row["emitted twice"]) == (
         0, 0, 0, 0,
     ), row  # fmt: skip
+
+
+def test_a_broker_stopped_and_started_mid_sale_loses_nothing_and_writes_nothing_twice(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The dev stack's broker stopped for 10 s while the sale is produced: the worker and its
+    stage-1 process ride it out (their producers retry, idempotent), and every window comes
+    out once, equal to the truth, and every stock key is exact."""
+    sale = scenario(events=30_000)
+    row = crash_run(
+        stack, tmp_path, sale, "broker", 1, NOW, seed=7, fault_every_s=20, broker_down_s=10
+    )
+    assert row["faults"] == "1 broker restart", row
+    assert (row["different"], row["missing"], row["unexpected"], row["emitted twice"]) == (
+        0, 0, 0, 0,
+    ), row  # fmt: skip
+    assert row["stock keys wrong"] == f"0 of {len(sale.truth.inventory)}", row

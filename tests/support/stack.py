@@ -41,6 +41,12 @@ def ensure_stack() -> Stack:
     )
 
 
+def stop_kafka() -> None:
+    """Stop only the dev stack's broker, its data kept (a broker outage); `ensure_stack()`
+    starts it again. Every run on this machine that uses the broker sees the outage."""
+    subprocess.run([sys.executable, str(REPO / "stack" / "devstack.py"), "stop-kafka"], check=True)
+
+
 @dataclass(frozen=True)
 class SecureKafka:
     """The dev stack's second broker: SASL_SSL (SCRAM-SHA-512 or PLAIN) with mutual TLS."""
