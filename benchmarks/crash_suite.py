@@ -25,7 +25,9 @@ paced to last `--fault-every-s` per fault; faults left when it is done hit an id
 (then only /health tells). `--configs static`: a group instance id per worker (static
 membership: a restarted worker comes back under its predecessor's); `before`: the settings
 of before fast takeover (memory store, session timeout 60 s, no standby); `rocksdb`: the
-defaults on the RocksDB store. `--baseline COMMIT`: every run again with the workers of
+defaults on the RocksDB store; `short-idle`: `idle_ms` 2 s in the broker run too (where
+an input's producer must deliver its backlog within 2 s of the broker's return).
+`--baseline COMMIT`: every run again with the workers of
 that commit (the producer, faults and judge of this tree).
 Prints one row per run. Needs the local stack.
 """
@@ -72,6 +74,7 @@ CONFIGS = {
     "static": {STATIC_MEMBERSHIP: True},
     "rocksdb": {"store": "rocksdb://"},
     "before": BEFORE,
+    "short-idle": {"idle_ms": 2_000},  # the suite's 2 s in the broker run too
 }
 SERVING_TIMEOUT_S = 180.0
 # Holds its sends through a broker outage and reconnects within a second of its return, as
