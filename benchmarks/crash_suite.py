@@ -77,14 +77,12 @@ CONFIGS = {
     "short-idle": {"idle_ms": 2_000},  # the suite's 2 s in the broker run too
 }
 SERVING_TIMEOUT_S = 180.0
-# Holds its sends through a broker outage and reconnects within a second of its return, as
-# Kafka's Java clients do (kafka-python backs off up to 30 s by default, and an input whose
-# backlog comes later than `idle_ms` after the broker answers again counts idle meanwhile).
-OUTAGE_PATIENT_PRODUCER = {
-    "max_block_ms": 300_000,
-    "delivery_timeout_ms": 300_000,
-    "reconnect_backoff_max_ms": 1_000,
-}
+# Holds its sends through a broker outage and, by default, reconnects within a second of its
+# return, as Kafka's Java clients do (kafka-python backs off up to 30 s by default, and an
+# input whose backlog comes later than `idle_ms` after the broker answers again counts idle
+# meanwhile: `--producer-reconnect-max-ms 30000` shows it).
+OUTAGE_PATIENT_PRODUCER = {"max_block_ms": 300_000, "delivery_timeout_ms": 300_000}
+RECONNECT_BACKOFF_MAX_MS = 1_000
 # The broker run keeps the default `idle_ms` (10 s, not the suite's 2 s): the margin for the
 # producers' backlog to come once the broker answers again.
 BROKER_RUN_SETTINGS = {"idle_ms": 10_000}
@@ -274,6 +272,7 @@ def crash_run(
     stack: Stack, tmp: Path, sale: Scenario, kind: str, faults: int,
     settings: dict[str, object], seed: int = 1, fault_every_s: float = 30.0,
     check_stock: bool = True, broker_down_s: float = 30.0, source: Path | None = None,
+    reconnect_max_ms: int = RECONNECT_BACKOFF_MAX_MS,
 ) -> dict[str, object]:  # fmt: skip
     """Produce `sale` paced over about `faults` x `fault_every_s` seconds, do a fault at a
     random moment of every such stretch, then judge the windows and the stock. Workers
@@ -290,7 +289,8 @@ def crash_run(
     def produce_sale() -> None:
         try:  # a broker outage holds sends for its length: the producer waits, then retries
             produce(sale, stack.kafka_bootstrap, factory.topic_prefix, speed,
-                    producer_options=OUTAGE_PATIENT_PRODUCER)  # fmt: skip
+                    producer_options={**OUTAGE_PATIENT_PRODUCER,
+                                      "reconnect_backoff_max_ms": reconnect_max_ms})  # fmt: skip
         except Exception as exc:  # told after the join
             produced.append(exc)
 
@@ -359,6 +359,9 @@ def main() -> None:
     parser.add_argument("--broker-down-s", type=float, default=30.0,
                         help="how long a broker fault keeps the broker stopped")  # fmt: skip
     parser.add_argument("--baseline", help="a commit: each run again with its workers")
+    parser.add_argument("--producer-reconnect-max-ms", type=int,
+                        default=RECONNECT_BACKOFF_MAX_MS,
+                        help="the sale producer's longest reconnect backoff")  # fmt: skip
     args = parser.parse_args()
     stack = ensure_stack()
     sale = scenario(args.events)
@@ -374,7 +377,8 @@ def main() -> None:
             for (label, settings), (at, source) in itertools.product(configurations, sources):
                 row = crash_run(stack, Path(tmp) / f"{label}{at}", sale, kind, args.faults,
                                 settings, seed=args.seed, fault_every_s=args.fault_every_s,
-                                broker_down_s=args.broker_down_s, source=source)  # fmt: skip
+                                broker_down_s=args.broker_down_s, source=source,
+                                reconnect_max_ms=args.producer_reconnect_max_ms)  # fmt: skip
                 row = {"settings": label + at, **row}
                 if header:
                     print("| " + " | ".join(row) + " |")
