@@ -14,10 +14,10 @@ is back) (`InputProgress`), and reports both to every stage-2 partition. The wat
 of a stage-2 partition is the smallest event time read over the inputs that are not idle,
 as in Flink: a topic read behind the others, or a producer whose batches reach the broker
 late, holds windows open for its own events, so they are never made late by another
-input's pace. An idle input
-holds nothing back; when every input is idle, the watermark moves on with the wall clock
-from the largest event time read, so the last windows close too (docs/contract.md §3).
-An input counts idle only while its reports keep coming (`REPORT_STALE_MS`).
+input's pace. An idle input holds nothing back; when every input is idle, the watermark
+moves on with the wall clock from the largest event time read, so the last windows close
+too (docs/contract.md §3). An input counts idle only while its reports keep coming
+(`REPORT_STALE_MS`).
 """
 
 from __future__ import annotations

@@ -341,8 +341,9 @@ class IngestLoop:
 
     async def _recover(self, failure: DeliveryFailed) -> None:
         """After failed sends: nothing read since the last commit is committed or counted.
-        Pause, replace the producer and read again from the last commit; give up (raise)
-        after len(RETRY_BACKOFF_S) pauses."""
+        Pause, replace the producer and read again from the last commit; a producer that
+        cannot start (the broker still away) is one more pause. Give up (raise) after
+        len(RETRY_BACKOFF_S) pauses."""
         self._link.send_failed(failure.failed)
         self._counts.clear()
         problem: Exception = failure
