@@ -24,7 +24,7 @@ from pathlib import Path
 from benchmarks.end_to_end import last_window_timestamp, preload, scenario_of
 from benchmarks.process_usage import children, cpu_seconds
 from tests.support.kafka import delete_topics
-from tests.support.stack import ensure_stack
+from tests.support.stack import REPO, ensure_stack
 from tests.support.worker import WorkerFactory
 
 RATE_HZ = 100
@@ -75,7 +75,7 @@ def summarise(raw: Path, cpu_s: float, events: int) -> str:
         lines.append(f"| {area} | {count / total:.1%} | {us_per_event * count / total:.1f} |")
     lines += ["", "| function (own samples) | share | us/event |", "|---|---:|---:|"]
     for leaf, count in own.most_common(TOP):
-        name = leaf.replace("/work/", "").replace("|", "/")
+        name = leaf.replace(f"{REPO}/", "").replace("|", "/")  # paths inside the repository
         lines.append(f"| {name} | {count / total:.1%} | {us_per_event * count / total:.1f} |")
     return "\n".join(lines)
 
