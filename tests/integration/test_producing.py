@@ -22,6 +22,8 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
+LINGER_MS = 3_000
+
 
 @pytest.fixture
 async def topics(stack: Stack) -> AsyncIterator[tuple[str, str]]:
@@ -39,17 +41,21 @@ async def topics(stack: Stack) -> AsyncIterator[tuple[str, str]]:
 
 
 async def deliveries(bootstrap: str, known: str, newer: str) -> tuple[bool, bool]:
-    """Send to `known`, then at once to `newer`; whether each is delivered within 10 s."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=200)
+    """Send to `known`, then at once to `newer`; whether each is delivered within 10 s of
+    its linger."""
+    # the record to `known` lingers until well after the send to `newer` has its metadata
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=LINGER_MS)
     await producer.start()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await producer.client.force_metadata_update()  # none added yet: all topics, `known` too
+        while producer.client.cluster.partitions_for_topic(known) is None:  # just created
+            await producer.client.force_metadata_update()  # none added yet: all topics
+            await asyncio.sleep(0.1)
         await admin.create_topics([NewTopic(newer, 2, 1)])
-        to_known = await producer.send(known, b"state", partition=1)  # lingers 200 ms
+        to_known = await producer.send(known, b"state", partition=1)
         to_newer = await producer.send(newer, b"alert", partition=0)  # metadata: `newer` only?
-        done, _ = await asyncio.wait([to_known, to_newer], timeout=10)
+        done, _ = await asyncio.wait([to_known, to_newer], timeout=LINGER_MS / 1000 + 10)
         return to_known in done, to_newer in done
     finally:
         await admin.close()
