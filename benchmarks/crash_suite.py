@@ -83,9 +83,6 @@ SERVING_TIMEOUT_S = 180.0
 # meanwhile: `--producer-reconnect-max-ms 30000` shows it).
 OUTAGE_PATIENT_PRODUCER = {"max_block_ms": 300_000, "delivery_timeout_ms": 300_000}
 RECONNECT_BACKOFF_MAX_MS = 1_000
-# The broker run keeps the default `idle_ms` (10 s, not the suite's 2 s): the margin for the
-# producers' backlog to come once the broker answers again.
-BROKER_RUN_SETTINGS = {"idle_ms": 10_000}
 
 
 def scenario(events: int, seed: int = 11) -> Scenario:
@@ -260,11 +257,14 @@ def broker_fault(run: LiveRun) -> None:
     run.fault("broker restart", outage, timed_after=True)
 
 
-FAULTS: dict[str, tuple[int, Callable[[LiveRun], None]]] = {  # workers at the start, a fault
-    "restart": (1, restart_fault),
-    "standby": (2, standby_fault),
-    "join-leave": (1, join_leave_fault),
-    "broker": (1, broker_fault),
+# per run: workers at the start, a fault, and worker settings over the suite's. The broker
+# run keeps the default `idle_ms` (10 s, not the suite's 2 s): the margin for the producers'
+# backlog to come once the broker answers again.
+FAULTS: dict[str, tuple[int, Callable[[LiveRun], None], dict[str, object]]] = {
+    "restart": (1, restart_fault, {}),
+    "standby": (2, standby_fault, {}),
+    "join-leave": (1, join_leave_fault, {}),
+    "broker": (1, broker_fault, {"idle_ms": 10_000}),
 }
 
 
@@ -281,7 +281,7 @@ def crash_run(
     if source is not None:
         factory.repo = source
     factory.tmp.mkdir(parents=True)
-    starting, do_fault = FAULTS[kind]
+    starting, do_fault, run_defaults = FAULTS[kind]
     speed = sale.config.duration_s / (faults * fault_every_s)
     rng = random.Random(seed)
     produced: list[Exception] = []  # the producer's failure, if any
@@ -299,8 +299,8 @@ def crash_run(
         daemon=True,  # an interrupted run stops without producing to its end
     )
     progress = Progress(factory)
-    run_settings = {**SETTINGS, **(BROKER_RUN_SETTINGS if kind == "broker" else {}), **settings}
-    run = LiveRun(factory, run_settings, progress, rng, broker_down_s=broker_down_s)
+    run = LiveRun(factory, {**SETTINGS, **run_defaults, **settings}, progress, rng,
+                  broker_down_s=broker_down_s)  # fmt: skip
     try:
         for _ in range(starting):
             factory.wait_healthy(run.start_worker(), timeout=120)
