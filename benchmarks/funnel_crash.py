@@ -43,7 +43,8 @@ def scenario() -> Scenario:
     )  # fmt: skip
 
 
-def crash_run(stack: Stack, tmp: Path, run: Scenario, kill_at: float) -> dict[str, int]:
+def crash_run(stack: Stack, tmp: Path, run: Scenario, kill_at: float) -> list[Any]:
+    """The final window records of a run whose worker is killed at `kill_at`."""
     factory = WorkerFactory(stack, tmp / f"kill-{kill_at}")
     factory.tmp.mkdir(parents=True)
     try:
@@ -53,10 +54,9 @@ def crash_run(stack: Stack, tmp: Path, run: Scenario, kill_at: float) -> dict[st
             time.sleep(0.01)
         worker.stop(signal.SIGKILL)
         factory.start(wait_healthy=False, **SETTINGS)
-        windows = final_windows(factory, len(run.truth.windows))
+        return final_windows(factory, len(run.truth.windows))
     finally:
         factory.stop_all()
-    return window_outcome(windows, run.truth.windows)
 
 
 def final_windows(factory: WorkerFactory, expected: int, timeout_s: float = 300) -> list[Any]:
@@ -79,7 +79,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for kill_at in args.kill_at:
-            row = crash_run(stack, Path(tmp), run, kill_at)
+            row = window_outcome(crash_run(stack, Path(tmp), run, kill_at), run.truth.windows)
             print(f"| {kill_at:.0%} | " + " | ".join(str(n) for n in row.values()) + " |",
                   flush=True)  # fmt: skip
 

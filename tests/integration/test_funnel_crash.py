@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.funnel_crash import crash_run, scenario
 from tests.support.stack import Stack
+from tests.support.windows import difference_report, window_outcome
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,9 @@ def test_every_window_comes_out_once_and_exact_after_a_kill_9_mid_run(
     stack: Stack, tmp_path: Path
 ) -> None:
     run = scenario()
-    outcome = crash_run(stack, tmp_path, run, kill_at=0.6)
+    windows = crash_run(stack, tmp_path, run, kill_at=0.6)
+    outcome = window_outcome(windows, run.truth.windows)
     assert outcome["expected"] == len(run.truth.windows)
     # before the fixes: 256 windows never emitted, 176 emitted twice
     assert (outcome["missing"], outcome["unexpected"], outcome["emitted twice"]) == (0, 0, 0)
-    assert outcome["different"] == 0, outcome
+    assert outcome["different"] == 0, difference_report(windows, run.truth.windows)

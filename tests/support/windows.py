@@ -79,5 +79,26 @@ def window_outcome(
     }
 
 
+def difference_report(
+    records: list[dict[str, Any]], truth: dict[WindowId, WindowTruth], limit: int = 12
+) -> str:
+    """The windows whose last record differs from the truth: how many, the span of their
+    starts, the keys, and what differs in the first `limit` of them (a failure's message)."""
+    last = {window_id(record): record for record in records if window_id(record) in truth}
+    different = {
+        wid: texts for wid in sorted(last) if (texts := window_differences(last[wid], truth[wid]))
+    }
+    if not different:
+        return "no window differs"
+    starts = sorted({start for _, _, start in different})
+    keys = sorted({(store, channel) for store, channel, _ in different})
+    lines = [
+        f"{len(different)} windows differ: {len(starts)} starts from {starts[0]} to "
+        f"{starts[-1]}, {len(keys)} store/channel keys"
+    ]
+    lines += [f"  {wid}: {'; '.join(texts)}" for wid, texts in list(different.items())[:limit]]
+    return "\n".join(lines)
+
+
 def _traffic(by_name: dict[str, list[int]]) -> dict[str, dict[str, int]]:
     return {name: {"impression": pair[0], "click": pair[1]} for name, pair in by_name.items()}
