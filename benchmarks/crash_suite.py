@@ -1,11 +1,12 @@
 """Crash and fault suite: a live sale produced at a steady pace while workers and their
-stage-1 processes are killed (SIGKILL) at random moments and workers join and leave; then
-every final window is judged against the ground truth (equal, once) and so is the stock of
-every store x SKU.
+stage-1 processes are killed (SIGKILL) at random moments, workers join and leave, the broker
+or Alertmanager goes away; then every final window is judged against the ground truth
+(equal, once), so is the stock of every store x SKU, and every alert: Alertmanager must
+hold exactly the alerts the alerts topic last says are firing.
 
     python -m benchmarks.crash_suite [--faults 10] [--events 1000000] [--runs restart standby
-        join-leave broker] [--configs now static before] [--fault-every-s 30] [--broker-down-s 30]
-        [--baseline COMMIT]
+        join-leave broker alertmanager] [--configs now static before] [--fault-every-s 30]
+        [--broker-down-s 30] [--alertmanager-down-s 60] [--baseline COMMIT]
 
 Runs (each on fresh topics, the dev stack's broker):
 - `restart`: one worker. A fault kills the worker (a new one starts at once on its data
@@ -17,8 +18,17 @@ Runs (each on fresh topics, the dev stack's broker):
   `--broker-down-s` and starts it again, while the sale is still being produced (the
   producer holds and retries its sends). It is the dev stack's own broker: anything else on
   this machine using it sees the outage too.
-Takeover is the time from a fault to serving again (for `broker`: from the broker answering
-again): every partition that received input
+- `alertmanager`: one worker; a fault takes Alertmanager away for `--alertmanager-down-s`,
+  at random either stopped (the dev stack's own: it forgets its alerts, the worker's
+  re-sends bring them back) or cut off from the worker (a port in between refuses
+  connections: it keeps its alerts, and one resolved meanwhile must not stay firing), and
+  kills the worker (SIGKILL) at a random moment of the outage; a new one starts on its
+  data directory.
+Every run restarts the dev stack's Alertmanager first (so what it holds at the end came
+from this run) and sells out a few hot SKUs (some restocked before the end): its workers
+send alerts through that port, re-sending firing ones every 10 s.
+Takeover is the time from a fault to serving again (for `broker` and `alertmanager`: from
+the end of the outage): every partition that received input
 since the fault has a commit past where it stood at the fault, in both consumer groups
 (stage 1's and the worker's), and every running worker's /health is 200. Production is
 paced to last `--fault-every-s` per fault; faults left when it is done hit an idle pipeline
@@ -53,15 +63,16 @@ from kafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from benchmarks.end_to_end import source_tree
 from benchmarks.funnel_crash import SETTINGS, final_windows
-from simulator import KeyMode, ScenarioConfig, generate, produce
+from simulator import Incident, KeyMode, ScenarioConfig, generate, produce
 from simulator.scenario import Scenario
+from tests.support.alerts import AlertIdentity, Forwarder, alert_records, undelivered_alerts
 from tests.support.inventory import TOPIC_KINDS, stock_differences, wait_consumed
 from tests.support.kafka import committed_offsets
-from tests.support.stack import Stack, ensure_stack, stop_kafka
+from tests.support.stack import Stack, ensure_stack, stop_service
 from tests.support.windows import window_outcome
-from tests.support.worker import Worker, WorkerFactory
+from tests.support.worker import Worker, WorkerFactory, free_port
 
-RUNS = ("restart", "standby", "join-leave", "broker")
+RUNS = ("restart", "standby", "join-leave", "broker", "alertmanager")
 NOW: dict[str, object] = {}  # the defaults
 BEFORE: dict[str, object] = {
     "store": "memory://",
@@ -83,16 +94,28 @@ SERVING_TIMEOUT_S = 180.0
 # meanwhile: `--producer-reconnect-max-ms 30000` shows it).
 OUTAGE_PATIENT_PRODUCER = {"max_block_ms": 300_000, "delivery_timeout_ms": 300_000}
 RECONNECT_BACKOFF_MAX_MS = 1_000
+ALERT_RESEND_S = 10.0  # firing alerts re-sent this often (60 s by default)
+# how long Alertmanager may take to hold what the alerts topic says, at the end of a run
+ALERTS_SETTLE_S = 4 * ALERT_RESEND_S
+# hot SKUs sold out (a StockOut each), two restocked before the end of the sale (resolved);
+# 2 extra impressions/s on each while it lasts (the simulator's default, 10, adds a third
+# to a 30,000-event sale)
+SELLOUTS = tuple(
+    Incident("sellout", start_s, end_s, store=store, factor=2.0)
+    for start_s, end_s, store in ((60, 240, 0), (150, 400, 1), (240, None, 2), (330, None, 3),
+                                  (420, None, 0))
+)  # fmt: skip
 
 
 def scenario(events: int, seed: int = 11) -> Scenario:
     """About `events` events over 10 minutes of event time: 10 s windows, random keys,
-    duplicates, out-of-order and late events (the funnel crash benchmark's mix)."""
+    duplicates, out-of-order and late events (the funnel crash benchmark's mix), and the
+    SELLOUTS."""
     return generate(
         ScenarioConfig(
             seed=seed, duration_s=600, base_rate=events / 617, window_ms=SETTINGS["window_ms"],
             grace_ms=SETTINGS["grace_ms"], key_mode=KeyMode.RANDOM, duplicate_rate=0.02,
-            out_of_order_rate=0.1, late_rate=0.003,
+            out_of_order_rate=0.1, late_rate=0.003, incidents=SELLOUTS,
         )
     )  # fmt: skip
 
@@ -148,10 +171,12 @@ class LiveRun:
     settings: dict[str, object]
     progress: Progress
     rng: random.Random
+    alertmanager: Forwarder  # the workers' way to Alertmanager
     workers: list[Worker] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     takeovers: list[float] = field(default_factory=list)
     broker_down_s: float = 30.0
+    alertmanager_down_s: float = 60.0
 
     def start_worker(self, data_of: Worker | None = None) -> Worker:
         """A new worker; on the data directory of a stopped one (`data_of`): a restart. With
@@ -198,15 +223,14 @@ class LiveRun:
             self.faults.append(name)
             self.takeovers.append(took)
 
-    def kill_worker(self, replace: Callable[[Worker], object]) -> None:
+    def kill_a_worker(self, replace: Callable[[Worker], object]) -> None:
         victim = self.rng.choice(self.workers)
+        victim.stop(signal.SIGKILL)
+        self.workers.remove(victim)
+        replace(victim)
 
-        def kill() -> None:
-            victim.stop(signal.SIGKILL)
-            self.workers.remove(victim)
-            replace(victim)
-
-        self.fault("kill worker", kill)
+    def kill_worker(self, replace: Callable[[Worker], object]) -> None:
+        self.fault("kill worker", lambda: self.kill_a_worker(replace))
 
     def kill_stage_1(self) -> None:
         victim = self.rng.choice(self.workers)
@@ -250,11 +274,32 @@ def join_leave_fault(run: LiveRun) -> None:
 
 def broker_fault(run: LiveRun) -> None:
     def outage() -> None:
-        stop_kafka()
+        stop_service("kafka")
         time.sleep(run.broker_down_s)
         ensure_stack()  # starts the broker again and waits until it answers
 
     run.fault("broker restart", outage, timed_after=True)
+
+
+def alertmanager_fault(run: LiveRun) -> None:
+    stopped = run.rng.random() < 0.5  # or cut off
+    kill_after_s = run.rng.uniform(0, run.alertmanager_down_s)
+
+    def outage() -> None:
+        if stopped:
+            stop_service("alertmanager")
+        else:
+            run.alertmanager.down()
+        time.sleep(kill_after_s)
+        run.kill_a_worker(lambda victim: run.start_worker(data_of=victim))
+        time.sleep(run.alertmanager_down_s - kill_after_s)
+        if stopped:
+            ensure_stack()  # starts Alertmanager again and waits until it answers
+        else:
+            run.alertmanager.up()
+
+    name = "alertmanager stopped" if stopped else "alertmanager cut off"
+    run.fault(f"{name}, a kill", outage, timed_after=True)
 
 
 # per run: workers at the start, a fault, and worker settings over the suite's. The broker
@@ -265,18 +310,19 @@ FAULTS: dict[str, tuple[int, Callable[[LiveRun], None], dict[str, object]]] = {
     "standby": (2, standby_fault, {}),
     "join-leave": (1, join_leave_fault, {}),
     "broker": (1, broker_fault, {"idle_ms": 10_000}),
+    "alertmanager": (1, alertmanager_fault, {}),
 }
 
 
 def crash_run(
     stack: Stack, tmp: Path, sale: Scenario, kind: str, faults: int,
     settings: dict[str, object], seed: int = 1, fault_every_s: float = 30.0,
-    check_stock: bool = True, broker_down_s: float = 30.0, source: Path | None = None,
-    reconnect_max_ms: int = RECONNECT_BACKOFF_MAX_MS,
+    check_stock: bool = True, broker_down_s: float = 30.0, alertmanager_down_s: float = 60.0,
+    source: Path | None = None, reconnect_max_ms: int = RECONNECT_BACKOFF_MAX_MS,
 ) -> dict[str, object]:  # fmt: skip
     """Produce `sale` paced over about `faults` x `fault_every_s` seconds, do a fault at a
-    random moment of every such stretch, then judge the windows and the stock. Workers
-    run from `source` (another commit's files) or this tree."""
+    random moment of every such stretch, then judge the windows, the stock and the alerts.
+    Workers run from `source` (another commit's files) or this tree."""
     factory = WorkerFactory(stack, tmp / f"{kind}-{seed}")
     if source is not None:
         factory.repo = source
@@ -298,9 +344,15 @@ def crash_run(
         target=produce_sale,
         daemon=True,  # an interrupted run stops without producing to its end
     )
+    stop_service("alertmanager")  # it forgets its alerts: what it holds at the end is ours
+    ensure_stack()
+    alertmanager = Forwarder(free_port(), stack.alertmanager_url)
+    alertmanager.up()
+    worker_settings = {**SETTINGS, "alertmanager_url": alertmanager.url,
+                       "alert_resend_s": ALERT_RESEND_S, **run_defaults, **settings}  # fmt: skip
     progress = Progress(factory)
-    run = LiveRun(factory, {**SETTINGS, **run_defaults, **settings}, progress, rng,
-                  broker_down_s=broker_down_s)  # fmt: skip
+    run = LiveRun(factory, worker_settings, progress, rng, alertmanager,
+                  broker_down_s=broker_down_s, alertmanager_down_s=alertmanager_down_s)  # fmt: skip
     try:
         for _ in range(starting):
             factory.wait_healthy(run.start_worker(), timeout=120)
@@ -315,9 +367,11 @@ def crash_run(
         stock_wrong = run_stock_differences(run, sale) if check_stock else None
         if stock_wrong:
             print(f"  stock (truth, table): {list(stock_wrong.items())[:5]}", file=sys.stderr)
+        firing, undelivered, stale = settled_alerts(factory)
     finally:
         progress.close()
         factory.stop_all()
+        alertmanager.down()
     outcome = window_outcome(windows, sale.truth.windows)
     return {
         "run": kind,
@@ -328,6 +382,9 @@ def crash_run(
         "stock keys wrong": "-"
         if stock_wrong is None
         else f"{len(stock_wrong)} of {len(sale.truth.inventory)}",
+        "alerts firing": len(firing),
+        "not in Alertmanager": len(undelivered),
+        "stale in Alertmanager": len(stale),
         "takeover p50 s": statistics.median(run.takeovers) if run.takeovers else float("nan"),
         "takeover max s": max(run.takeovers) if run.takeovers else float("nan"),
     }
@@ -338,6 +395,24 @@ def run_stock_differences(run: LiveRun, sale: Scenario) -> dict[tuple[str, str],
     for worker in run.workers:  # a worker restoring a partition has none of its keys yet
         run.factory.wait_healthy(worker, timeout=SERVING_TIMEOUT_S)
     return dict(stock_differences(run.workers[0], sale.truth.inventory))
+
+
+def settled_alerts(
+    factory: WorkerFactory,
+) -> tuple[set[AlertIdentity], set[AlertIdentity], set[AlertIdentity]]:
+    """The alerts firing at the end (the alerts topic's last word on each), those Alertmanager
+    lacks and those it holds that are not firing, once they agree or ALERTS_SETTLE_S is up
+    (the worker re-sends firing alerts every ALERT_RESEND_S)."""
+    deadline = time.monotonic() + ALERTS_SETTLE_S
+    while True:
+        records = alert_records(factory.stack.kafka_bootstrap, factory.output_topic("alerts"))
+        firing, undelivered, stale = undelivered_alerts(factory.stack.alertmanager_url, records)
+        if not (undelivered or stale) or time.monotonic() > deadline:
+            if undelivered or stale:
+                print(f"  alerts not in Alertmanager: {list(undelivered)[:3]}, stale: "
+                      f"{list(stale)[:3]}", file=sys.stderr)  # fmt: skip
+            return firing, undelivered, stale
+        time.sleep(1)
 
 
 def cell(value: object) -> str:
@@ -358,6 +433,8 @@ def main() -> None:
                         help="production is paced to last this long per fault")  # fmt: skip
     parser.add_argument("--broker-down-s", type=float, default=30.0,
                         help="how long a broker fault keeps the broker stopped")  # fmt: skip
+    parser.add_argument("--alertmanager-down-s", type=float, default=60.0,
+                        help="how long an alertmanager fault keeps it away")  # fmt: skip
     parser.add_argument("--baseline", help="a commit: each run again with its workers")
     parser.add_argument("--producer-reconnect-max-ms", type=int,
                         default=RECONNECT_BACKOFF_MAX_MS,
@@ -377,7 +454,8 @@ def main() -> None:
             for (label, settings), (at, source) in itertools.product(configurations, sources):
                 row = crash_run(stack, Path(tmp) / f"{label}{at}", sale, kind, args.faults,
                                 settings, seed=args.seed, fault_every_s=args.fault_every_s,
-                                broker_down_s=args.broker_down_s, source=source,
+                                broker_down_s=args.broker_down_s,
+                                alertmanager_down_s=args.alertmanager_down_s, source=source,
                                 reconnect_max_ms=args.producer_reconnect_max_ms)  # fmt: skip
                 row = {"settings": label + at, **row}
                 if header:

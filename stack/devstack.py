@@ -11,6 +11,7 @@ read the service addresses from it.
     python stack/devstack.py status   # exit 1 if a service is down
     python stack/devstack.py down     # stop what `up` started
     python stack/devstack.py stop-kafka  # only the broker (a broker outage); `up` restarts it
+    python stack/devstack.py stop-alertmanager  # only Alertmanager (it forgets its alerts)
     python stack/devstack.py logs     # where the logs are
 
 Environment (defaults): SALEWATCH_KAFKA_VERSION (3.9.1), SALEWATCH_STACK_KAFKA_PORT (19092),
@@ -1102,14 +1103,19 @@ def cmd_down(settings: Settings) -> int:
     return 0
 
 
-def cmd_stop_kafka(settings: Settings) -> int:
-    """Only the broker, its data kept: a broker outage for fault tests; `up` starts it again."""
-    (kafka,) = (service for service in services(settings) if service.name == "kafka")
-    if running_pid(kafka) is None:
-        print("Kafka not running.")
-    else:
-        stop([kafka], whole_stack=False)
-    return 0
+def stop_only(name: str) -> Callable[[Settings], int]:
+    """A command that stops one service, its data kept: an outage for fault tests; `up`
+    starts it again. (Alertmanager keeps its silences, not its alerts: senders re-send.)"""
+
+    def command(settings: Settings) -> int:
+        (service,) = (service for service in services(settings) if service.name == name)
+        if running_pid(service) is None:
+            print(f"{name} not running.")
+        else:
+            stop([service], whole_stack=False)
+        return 0
+
+    return command
 
 
 def cmd_logs(settings: Settings) -> int:
@@ -1123,7 +1129,8 @@ COMMANDS: dict[str, Callable[[Settings], int]] = {
     "up-secure": cmd_up_secure,
     "status": cmd_status,
     "down": cmd_down,
-    "stop-kafka": cmd_stop_kafka,
+    "stop-kafka": stop_only("kafka"),
+    "stop-alertmanager": stop_only("alertmanager"),
     "logs": cmd_logs,
 }
 
@@ -1134,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(os.environ)
-        if args.command in ("up", "up-secure", "down", "stop-kafka"):
+        if args.command in ("up", "up-secure", "down", "stop-kafka", "stop-alertmanager"):
             with stack_lock():
                 return COMMANDS[args.command](settings)
         return COMMANDS[args.command](settings)

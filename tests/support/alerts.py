@@ -90,6 +90,24 @@ def alert_records(bootstrap: str, topic: str, timeout_s: float = 5.0) -> list[di
     ]
 
 
+AlertIdentity = frozenset[tuple[str, str]]  # an alert's labels without `severity`
+
+
+def alert_identity(labels: dict[str, str]) -> AlertIdentity:
+    return frozenset((name, value) for name, value in labels.items() if name != "severity")
+
+
+def undelivered_alerts(
+    alertmanager_url: str, records: list[dict[str, Any]]
+) -> tuple[set[AlertIdentity], set[AlertIdentity], set[AlertIdentity]]:
+    """What the alerts topic says is firing (each alert's last record), what of it
+    Alertmanager lacks, and what salewatch alerts Alertmanager holds that are not firing."""
+    last = {alert_identity(r["labels"]): r["status"] for r in records}
+    firing = {identity for identity, status in last.items() if status == "firing"}
+    held = {alert_identity(a["labels"]) for a in am_alerts(alertmanager_url, source="salewatch")}
+    return firing, firing - held, held - firing
+
+
 def incident_alerts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of alerts on incidents (not CATALOG_ALERTS)."""
     return [r for r in records if r["labels"]["alertname"] not in CATALOG_ALERTS]
@@ -97,7 +115,8 @@ def incident_alerts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class Forwarder:
     """A TCP port that forwards to Alertmanager while `up` and refuses connections while
-    down: Alertmanager "goes down and comes back" for one worker, not for everyone."""
+    down: Alertmanager "goes down and comes back" for one worker, not for everyone (and
+    keeps its alerts meanwhile, as one cut off by the network does)."""
 
     def __init__(self, port: int, target: str) -> None:
         self.port = port
@@ -119,6 +138,8 @@ class Forwarder:
 
     def down(self) -> None:
         if self._server is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() under way: the port is free
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
 
@@ -128,7 +149,11 @@ class Forwarder:
                 client, _ = server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:  # Alertmanager itself is down: the client sees its connection end
+                client.close()
+                continue
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 

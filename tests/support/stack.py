@@ -41,10 +41,12 @@ def ensure_stack() -> Stack:
     )
 
 
-def stop_kafka() -> None:
-    """Stop only the dev stack's broker, its data kept (a broker outage); `ensure_stack()`
-    starts it again. Every run on this machine that uses the broker sees the outage."""
-    subprocess.run([sys.executable, str(REPO / "stack" / "devstack.py"), "stop-kafka"], check=True)
+def stop_service(name: str) -> None:
+    """Stop only one service of the dev stack, `kafka` or `alertmanager`, its data kept (an
+    outage); `ensure_stack()` starts it again. Everything on this machine using it sees the
+    outage."""
+    command = [sys.executable, str(REPO / "stack" / "devstack.py"), f"stop-{name}"]
+    subprocess.run(command, check=True)
 
 
 @dataclass(frozen=True)
