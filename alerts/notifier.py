@@ -9,7 +9,9 @@ alerts queued through an outage arrive firing, not expired. A 4xx other than 429
 alerts themselves are wrong: they are dropped and logged (retrying cannot help).
 
 A worker that restarts re-sends every firing alert from its state table (alerts/stage.py),
-so neither a dead Alertmanager nor a dead worker loses an alert.
+and every resolution Alertmanager had not accepted yet (the table keeps one until
+`on_resolved_delivered` says so), so neither a dead Alertmanager nor a dead worker loses an
+alert or leaves one firing in Alertmanager.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class AlertmanagerNotifier:
         self._pending: dict[str, Alert] = {}
         self._delivered_ms: dict[str, int] = {}  # fingerprint -> last accepted POST
         self._wake = asyncio.Event()
+        # told the resolutions Alertmanager answered (accepted or refused): none to retry
+        self.on_resolved_delivered: Callable[[list[Alert]], None] | None = None
 
     # --- queueing -------------------------------------------------------------------------
     def submit(self, alerts: Iterable[Alert]) -> None:
@@ -124,6 +128,9 @@ class AlertmanagerNotifier:
         for fp, alert in zip(fingerprints, batch, strict=True):
             if self._pending.get(fp) is alert:  # not replaced by a newer state meanwhile
                 del self._pending[fp]
+        resolved = [alert for alert in batch if not alert.firing]
+        if resolved and self.on_resolved_delivered is not None:
+            self.on_resolved_delivered(resolved)
         if status >= 300:
             self.metrics.alert_notifications.labels(RESULT_REJECTED).inc(len(batch))
             log.error("alertmanager rejected %d alerts: HTTP %s %s", len(batch), status, text)

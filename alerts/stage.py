@@ -3,9 +3,12 @@ state in changelog-backed tables, the Alertmanager notifier, GET /api/alerts and
 
 State, per stage partition (written inside that partition, so it moves with it):
 - `alerts-firing`: `<partition>|<identity>` -> the firing alert (alerts.lifecycle.Alert);
-  resolved alerts are deleted. Partitions are loaded when assigned, and every firing alert
-  of a loaded partition is (re-)sent to Alertmanager: after a restart or a rebalance the
-  new owner re-sends them all.
+  a resolved alert is deleted, or with an Alertmanager, kept (resolved) until Alertmanager
+  answered its resolution. Partitions are loaded when assigned, and every alert of a
+  loaded partition is (re-)sent to Alertmanager: after a restart or a rebalance the new
+  owner re-sends them all. Without the kept resolutions, a worker killed while
+  Alertmanager was away took a resolution queued in memory with it, and Alertmanager
+  showed the alert firing until its `endsAt` (4 re-send intervals: 4 minutes by default).
 - `alerts-detectors`: `<partition>|c|<store>|<channel>` and `<partition>|s|<store>` -> the
   window detectors of a key (baselines, hysteresis), so a restart needs no warm-up.
 
@@ -74,6 +77,8 @@ class AlertStage:
         self.notifier = (
             AlertmanagerNotifier(url, metrics, resend_s=resend_s) if url is not None else None
         )
+        if self.notifier is not None:
+            self.notifier.on_resolved_delivered = self._forget_resolved
         self.evaluators: dict[int, FunnelEvaluator] = {}
         self.witness = Witness()  # windows in which any store on this worker had events
         self.fleet = FleetRates()  # the baselines of this worker's stores (alerts.fleet)
@@ -129,20 +134,26 @@ class AlertStage:
         return evaluator
 
     async def _load(self, q: int) -> None:
-        """Put partition q's firing alerts in the book; they are re-sent from there."""
+        """Put partition q's firing alerts in the book, they are re-sent from there; send its
+        resolutions Alertmanager has not answered yet again."""
         if q in self.loaded:
             return
         self.loaded.add(q)
         prefix = f"{q}|"
-        alerts = [
+        stored = [
             Alert.decode(raw)
             for key, raw in list(self.firing_table.items())
             if key.startswith(prefix)
         ]
-        self.book.restore(alerts)
-        if alerts:
-            log.info("alerts: partition %d has %d firing alerts; re-sending", q, len(alerts))
-        await self._reconcile_stock(q, [a for a in alerts if a.alertname in STOCK_ALERTS])
+        firing = [alert for alert in stored if alert.firing]
+        resolved = [alert for alert in stored if not alert.firing]
+        self.book.restore(firing)
+        if self.notifier is not None:
+            self.notifier.submit(resolved)
+        if stored:
+            log.info("alerts: partition %d has %d firing alerts and %d resolutions to deliver;"
+                     " re-sending", q, len(firing), len(resolved))  # fmt: skip
+        await self._reconcile_stock(q, [a for a in firing if a.alertname in STOCK_ALERTS])
         self._update_gauges()
 
     async def _reconcile_stock(self, q: int, alerts: list[Alert]) -> None:
@@ -241,7 +252,7 @@ class AlertStage:
             with writing_to(q):
                 for alert in alerts:
                     key = f"{q}|{alert.identity}"
-                    if alert.firing:
+                    if alert.firing or self.notifier is not None:
                         self.firing_table[key] = alert.encode()
                     else:
                         self.firing_table.pop(key, None)
@@ -259,6 +270,15 @@ class AlertStage:
                 key=alert.fingerprint.encode(), value=orjson.dumps(record)
             )
         self._update_gauges()
+
+    def _forget_resolved(self, delivered: list[Alert]) -> None:
+        """Alertmanager answered these resolutions: their table records go, unless the
+        alert changed since (fired again) or its partition is no longer ours."""
+        for alert in delivered:
+            q, key = alert.partition, f"{alert.partition}|{alert.identity}"
+            if q in self.loaded and self.firing_table.get(key) == alert.encode():
+                with writing_to(q):
+                    del self.firing_table[key]
 
     def _update_gauges(self) -> None:
         counts = self.book.firing_counts()

@@ -189,3 +189,24 @@ async def test_throttling_and_server_errors_are_retried(status: int) -> None:
         async with running(n):
             await until(lambda: server.accepted)
     assert counted(metrics, "failed") == 1 and counted(metrics, "sent") == 1
+
+
+async def test_resolutions_alertmanager_answered_are_told_and_only_those() -> None:
+    """The stage keeps a resolution in its table until told here (alerts/stage.py)."""
+    metrics = Metrics()
+    book = AlertBook("http://g")
+    firing = alerts(2, book)
+    gone = Signal(
+        alertname="StockOut", labels={"store_id": "s1", "sku": "k0"}, firing=False, event_ms=1
+    )
+    (resolved,) = book.apply(gone, 0, int(time.time() * 1000)).published
+    told: list[list[Alert]] = []
+    server = FakeAlertmanager(fail=2, status=503)
+    async with server.serve(free_port()) as url:
+        n = notifier(url, metrics)
+        n.on_resolved_delivered = told.append
+        n.submit([firing[1], resolved])
+        async with running(n):
+            await until(lambda: server.accepted)
+            assert counted(metrics, "failed") == 4  # two refused attempts told nothing
+    assert told == [[resolved]]
