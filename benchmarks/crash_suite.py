@@ -299,7 +299,7 @@ def alertmanager_fault(run: LiveRun) -> None:
             run.alertmanager.up()
 
     name = "alertmanager stopped" if stopped else "alertmanager cut off"
-    run.fault(f"{name}, a kill", outage, timed_after=True)
+    run.fault(f"{name} with a kill", outage, timed_after=True)
 
 
 # per run: workers at the start, a fault, and worker settings over the suite's. The broker

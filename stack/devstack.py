@@ -1041,7 +1041,8 @@ def cmd_up(settings: Settings) -> int:
         check_ports_free(service)  # fail before starting anything
     STARTED_WITH.parent.mkdir(parents=True, exist_ok=True)
     STARTED_WITH.write_text(json.dumps(identity(settings)) + "\n")
-    print(f"Starting {', '.join(s.name for s in to_start)} (Kafka {settings.kafka_version})...")
+    names = [s.name if s.name != "kafka" else f"kafka {settings.kafka_version}" for s in to_start]
+    print(f"Starting {', '.join(names)}...")
     for service in to_start:
         STARTERS[service.name](settings, service)
         record_config(service)
