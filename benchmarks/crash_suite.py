@@ -367,7 +367,8 @@ def crash_run(
         stock_wrong = run_stock_differences(run, sale) if check_stock else None
         if stock_wrong:
             print(f"  stock (truth, table): {list(stock_wrong.items())[:5]}", file=sys.stderr)
-        firing, undelivered, stale = settled_alerts(factory)
+        stores = {store_id for store_id, _ in sale.truth.inventory}
+        firing, undelivered, stale = settled_alerts(factory, stores)
     finally:
         progress.close()
         factory.stop_all()
@@ -398,7 +399,7 @@ def run_stock_differences(run: LiveRun, sale: Scenario) -> dict[tuple[str, str],
 
 
 def settled_alerts(
-    factory: WorkerFactory,
+    factory: WorkerFactory, stores: set[str]
 ) -> tuple[set[AlertIdentity], set[AlertIdentity], set[AlertIdentity]]:
     """The alerts firing at the end (the alerts topic's last word on each), those Alertmanager
     lacks and those it holds that are not firing, once they agree or ALERTS_SETTLE_S is up
@@ -406,7 +407,9 @@ def settled_alerts(
     deadline = time.monotonic() + ALERTS_SETTLE_S
     while True:
         records = alert_records(factory.stack.kafka_bootstrap, factory.output_topic("alerts"))
-        firing, undelivered, stale = undelivered_alerts(factory.stack.alertmanager_url, records)
+        firing, undelivered, stale = undelivered_alerts(
+            factory.stack.alertmanager_url, records, stores
+        )
         if not (undelivered or stale) or time.monotonic() > deadline:
             if undelivered or stale:
                 print(f"  alerts not in Alertmanager: {list(undelivered)[:3]}, stale: "

@@ -231,3 +231,40 @@ def test_a_worker_killed_and_an_alert_resolved_while_alertmanager_is_down_lose_n
     stockouts = [r for r in records if r["labels"]["alertname"] == "StockOut"]
     last = {r["labels"]["sku"]: r["status"] for r in stockouts}
     assert last == {"a": "firing", "b": "resolved"}, records
+
+
+def test_a_resolution_queued_in_a_worker_killed_while_alertmanager_is_cut_off_still_arrives(
+    workers: WorkerFactory,
+) -> None:
+    """A stock-out delivered, then Alertmanager cut off (it keeps its alerts), the SKU
+    restocked, and the worker killed (SIGKILL) with the resolution still queued. Its
+    successor sends the resolution from its table once Alertmanager is reachable again;
+    before, the resolution died with the worker and Alertmanager showed the alert firing
+    until its endsAt (4 re-send intervals: 4 minutes here)."""
+    am = workers.stack.alertmanager_url
+    forwarder = Forwarder(free_port(), am)
+    forwarder.up()
+    static = {"group_instance_id": f"member-{workers.run_id}", "web_port": free_port()}
+    settings = {**static, "alertmanager_url": forwarder.url, "window_ms": 10_000,
+                "grace_ms": 2_000, "idle_ms": 2_000}  # fmt: skip
+    worker = workers.start(**settings)
+    store_id = f"st-{workers.run_id}"
+    try:
+        _send(workers, "inventory", make_event("stock_snapshot", store_id=store_id, sku="a",
+                                               available=0))  # fmt: skip
+        wait_for(lambda: am_alerts(am, alertname="StockOut", store_id=store_id), 30)
+        forwarder.down()
+        _send(workers, "inventory", make_event("restock", store_id=store_id, sku="a", qty=500))
+        wait_for(lambda: not _api(worker, store_id=store_id)["firing"], 30)
+        wait_for(lambda: _api(worker)["alertmanager"]["backlog"] == 1, 10)
+        time.sleep(3)  # the resolution's table write reaches its changelog
+        worker.stop(signal.SIGKILL)
+        again = workers.start(**settings, data_dir=worker.data_dir)
+        assert am_alerts(am, alertname="StockOut", store_id=store_id)  # still firing there
+        forwarder.up()
+        wait_for(lambda: not am_alerts(am, alertname="StockOut", store_id=store_id), 60)
+        wait_for(lambda: _api(again)["alertmanager"]["backlog"] == 0, 10)
+    finally:
+        forwarder.down()
+    records = alert_records(workers.stack.kafka_bootstrap, workers.output_topic("alerts"))
+    assert [r["status"] for r in records] == ["firing", "resolved"]

@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,13 +98,17 @@ def alert_identity(labels: dict[str, str]) -> AlertIdentity:
 
 
 def undelivered_alerts(
-    alertmanager_url: str, records: list[dict[str, Any]]
+    alertmanager_url: str, records: list[dict[str, Any]], stores: Iterable[str]
 ) -> tuple[set[AlertIdentity], set[AlertIdentity], set[AlertIdentity]]:
     """What the alerts topic says is firing (each alert's last record), what of it
-    Alertmanager lacks, and what salewatch alerts Alertmanager holds that are not firing."""
+    Alertmanager lacks, and what salewatch alerts on `stores` Alertmanager holds that are
+    not firing (alerts of other stores are other runs')."""
     last = {alert_identity(r["labels"]): r["status"] for r in records}
     firing = {identity for identity, status in last.items() if status == "firing"}
-    held = {alert_identity(a["labels"]) for a in am_alerts(alertmanager_url, source="salewatch")}
+    ours = 'store_id=~"' + "|".join(sorted(stores)) + '"'  # simulator ids: no regex syntax
+    held = {
+        alert_identity(a["labels"]) for a in am_alerts(alertmanager_url, ours, source="salewatch")
+    }
     return firing, firing - held, held - firing
 
 
@@ -114,15 +118,17 @@ def incident_alerts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class Forwarder:
-    """A TCP port that forwards to Alertmanager while `up` and refuses connections while
-    down: Alertmanager "goes down and comes back" for one worker, not for everyone (and
-    keeps its alerts meanwhile, as one cut off by the network does)."""
+    """A TCP port that forwards to Alertmanager while `up`; `down` refuses new connections
+    and cuts the open ones: Alertmanager "goes down and comes back" for one worker, not for
+    everyone (and keeps its alerts meanwhile, as one cut off by the network does)."""
 
     def __init__(self, port: int, target: str) -> None:
         self.port = port
         parsed = urllib.parse.urlsplit(target)
         self.target = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self._server: socket.socket | None = None
+        self._open: set[socket.socket] = set()  # both ends of every forwarded connection
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -137,11 +143,14 @@ class Forwarder:
         threading.Thread(target=self._accept, args=(server,), daemon=True).start()
 
     def down(self) -> None:
+        """Also the kept-alive connections: a client would go on reaching Alertmanager."""
         if self._server is not None:
-            with contextlib.suppress(OSError):  # wakes the accept() under way: the port is free
-                self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
+            _cut(self._server)  # wakes the accept() under way: the port is free
             self._server = None
+        with self._lock:
+            cut, self._open = self._open, set()
+        for sock in cut:
+            _cut(sock)
 
     def _accept(self, server: socket.socket) -> None:
         while True:
@@ -154,8 +163,16 @@ class Forwarder:
             except OSError:  # Alertmanager itself is down: the client sees its connection end
                 client.close()
                 continue
+            with self._lock:
+                self._open.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
