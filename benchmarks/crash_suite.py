@@ -69,7 +69,7 @@ from tests.support.alerts import AlertIdentity, Forwarder, alert_records, undeli
 from tests.support.inventory import TOPIC_KINDS, stock_differences, wait_consumed
 from tests.support.kafka import committed_offsets
 from tests.support.stack import Stack, ensure_stack, stop_service
-from tests.support.windows import window_outcome
+from tests.support.windows import difference_report, window_outcome
 from tests.support.worker import Worker, WorkerFactory, free_port
 
 RUNS = ("restart", "standby", "join-leave", "broker", "alertmanager")
@@ -374,6 +374,8 @@ def crash_run(
         factory.stop_all()
         alertmanager.down()
     outcome = window_outcome(windows, sale.truth.windows)
+    if outcome["different"]:
+        print(difference_report(windows, sale.truth.windows), file=sys.stderr)
     return {
         "run": kind,
         "faults": ", ".join(
