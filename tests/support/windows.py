@@ -67,7 +67,7 @@ def window_outcome(
     """Every final window emitted, judged against the truth: how many are equal (the last
     record of a window, if it came twice), different, missing, not in the truth, twice."""
     emitted = Counter(window_id(record) for record in records)
-    last = {window_id(record): record for record in records if window_id(record) in truth}
+    last = _last_records(records, truth)
     equal = sum(1 for wid, record in last.items() if not window_differences(record, truth[wid]))
     return {
         "expected": len(truth),
@@ -84,7 +84,7 @@ def difference_report(
 ) -> str:
     """The windows whose last record differs from the truth: how many, the span of their
     starts, the keys, and what differs in the first `limit` of them (a failure's message)."""
-    last = {window_id(record): record for record in records if window_id(record) in truth}
+    last = _last_records(records, truth)
     different = {
         wid: texts for wid in sorted(last) if (texts := window_differences(last[wid], truth[wid]))
     }
@@ -98,6 +98,13 @@ def difference_report(
     ]
     lines += [f"  {wid}: {'; '.join(texts)}" for wid, texts in list(different.items())[:limit]]
     return "\n".join(lines)
+
+
+def _last_records(
+    records: list[dict[str, Any]], truth: dict[WindowId, WindowTruth]
+) -> dict[WindowId, dict[str, Any]]:
+    """The last record of each window the truth has (a window emitted twice: its last)."""
+    return {window_id(record): record for record in records if window_id(record) in truth}
 
 
 def _traffic(by_name: dict[str, list[int]]) -> dict[str, dict[str, int]]:
