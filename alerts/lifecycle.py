@@ -55,6 +55,7 @@ class Alert:
     event_ends_ms: int | None = None
     resolve_due_ms: int | None = None  # a held resolve: wall clock when it happens
     resolve_event_ms: int | None = None
+    published: bool = False  # this state (firing or resolved) is on the alerts topic
 
     @property
     def alertname(self) -> str:
@@ -111,7 +112,7 @@ class Alert:
         return orjson.dumps(
             [self.labels, self.annotations, self.generator_url, self.starts_at_ms,
              self.event_starts_ms, self.partition, self.ends_at_ms, self.event_ends_ms,
-             self.resolve_due_ms, self.resolve_event_ms]
+             self.resolve_due_ms, self.resolve_event_ms, self.published]
         )  # fmt: skip
 
     @classmethod
@@ -201,6 +202,7 @@ class AlertBook:
         alert.ends_at_ms = now_ms
         alert.event_ends_ms = event_ms
         alert.resolve_due_ms = alert.resolve_event_ms = None
+        alert.published = False
         self.resolved.append(alert)
         return Update([alert], [alert])
 

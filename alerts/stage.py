@@ -2,13 +2,15 @@
 state in changelog-backed tables, the Alertmanager notifier, GET /api/alerts and metrics.
 
 State, per stage partition (written inside that partition, so it moves with it):
-- `alerts-firing`: `<partition>|<identity>` -> the firing alert (alerts.lifecycle.Alert);
-  a resolved alert is deleted, or with an Alertmanager, kept (resolved) until Alertmanager
-  answered its resolution. Partitions are loaded when assigned, and every alert of a
-  loaded partition is (re-)sent to Alertmanager: after a restart or a rebalance the new
-  owner re-sends them all. Without the kept resolutions, a worker killed while
-  Alertmanager was away took a resolution queued in memory with it, and Alertmanager
-  showed the alert firing until its `endsAt` (4 re-send intervals: 4 minutes by default).
+- `alerts-firing`: `<partition>|<identity>` -> the alert (alerts.lifecycle.Alert), an
+  outbox: a change is written here first and published (the alerts topic, then
+  Alertmanager) once Kafka acknowledged the write; a resolution stays until delivered
+  (Alertmanager answered it, or without one, the topic acknowledged it). Partitions are
+  loaded when assigned, and every alert of a loaded partition is published again: after a
+  restart or a rebalance the new owner repeats them all (at least once, never lost).
+  Without the kept resolutions, a worker killed while Alertmanager was away took a
+  resolution queued in memory with it, and Alertmanager showed the alert firing until its
+  `endsAt` (4 re-send intervals: 4 minutes by default).
 - `alerts-detectors`: `<partition>|c|<store>|<channel>` and `<partition>|s|<store>` -> the
   window detectors of a key (baselines, hysteresis), so a restart needs no warm-up.
 
@@ -19,6 +21,7 @@ co-assigned, so one worker owns partition p of both and of these tables).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -50,6 +53,19 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 STOCK_ALERTS = ("StockOut", "LowStockSoon")
+
+
+class Change:
+    """An alert state to publish, as it was when decided (another task may move the alert
+    on while this one waits for Kafka)."""
+
+    def __init__(self, alert: Alert) -> None:
+        self.alert = alert
+        self.encoded = alert.encode()
+        self.record = orjson.dumps(alert.record())
+
+    def unchanged(self) -> bool:
+        return self.alert.encode() == self.encoded
 
 
 class AlertStage:
@@ -134,8 +150,9 @@ class AlertStage:
         return evaluator
 
     async def _load(self, q: int) -> None:
-        """Put partition q's firing alerts in the book, they are re-sent from there; send its
-        resolutions Alertmanager has not answered yet again."""
+        """Put partition q's firing alerts in the book, they are re-sent from there; publish
+        the stored changes not marked published (the worker before died between the table
+        and the topic) and send the resolutions Alertmanager has not answered again."""
         if q in self.loaded:
             return
         self.loaded.add(q)
@@ -147,12 +164,17 @@ class AlertStage:
         ]
         firing = [alert for alert in stored if alert.firing]
         resolved = [alert for alert in stored if not alert.firing]
+        unpublished = [Change(alert) for alert in stored if not alert.published]
         self.book.restore(firing)
-        if self.notifier is not None:
-            self.notifier.submit(resolved)
         if stored:
-            log.info("alerts: partition %d has %d firing alerts and %d resolutions to deliver;"
-                     " re-sending", q, len(firing), len(resolved))  # fmt: skip
+            log.info("alerts: partition %d has %d firing alerts and %d resolutions to deliver,"
+                     " %d not on the alerts topic yet", q, len(firing), len(resolved),
+                     len(unpublished))  # fmt: skip
+        await self._publish(unpublished)
+        if self.notifier is not None:
+            self.notifier.submit(resolved)  # the firing ones are re-sent from the book
+        else:
+            self._forget_resolved([alert for alert in resolved if alert.published])
         await self._reconcile_stock(q, [a for a in firing if a.alertname in STOCK_ALERTS])
         self._update_gauges()
 
@@ -244,36 +266,61 @@ class AlertStage:
             table.pop(f"{q}|s|{store_id}", None)
 
     async def _commit(self, update: Update) -> None:
-        """Table first (the truth after a crash), then Alertmanager, the topic, the log."""
+        """Table, then the topic and Alertmanager: a change is published only once its table
+        record is in Kafka. A worker killed at any moment leaves its successor a table that
+        knows every alert it published or was about to (`_load` publishes the latter).
+        Published first, a change the table lost stayed firing on the topic for good once
+        the successor, replaying the same events in other batches, never repeated it."""
         by_partition: dict[int, list[Alert]] = defaultdict(list)
         for alert in update.stored:
             by_partition[alert.partition].append(alert)
+        writes = []
         for q, alerts in by_partition.items():
-            with writing_to(q):
-                for alert in alerts:
-                    key = f"{q}|{alert.identity}"
-                    if alert.firing or self.notifier is not None:
-                        self.firing_table[key] = alert.encode()
-                    else:
-                        self.firing_table.pop(key, None)
+            with writing_to(q) as written:
+                for alert in alerts:  # a resolution too: it goes once delivered (_publish)
+                    self.firing_table[f"{q}|{alert.identity}"] = alert.encode()
+            writes.append(written)
         if not update.published:
             return
-        if self.notifier is not None:
-            self.notifier.submit(update.published)
+        changes = [Change(alert) for alert in update.published]  # before another task moves them
+        try:
+            await asyncio.gather(*(written.acknowledged() for written in writes))
+        except Exception:  # Faust's producer fails the worker; the alert must still out
+            log.exception("alerts: table records not acknowledged; publishing anyway")
         for alert in update.published:
-            record = alert.record()
             log.warning(
                 "alert %s %s %s: %s",
                 alert.status, alert.alertname, alert.identity, alert.annotations["summary"],
             )  # fmt: skip
-            await self.topics.alerts.send(
-                key=alert.fingerprint.encode(), value=orjson.dumps(record)
-            )
+        await self._publish(changes)
         self._update_gauges()
 
+    async def _publish(self, changes: list[Change]) -> None:
+        """To the alerts topic (acknowledged, then marked published in the table), then to
+        Alertmanager. A resolution's table record goes once delivered (_forget_resolved)."""
+        topic = self.topics.alerts
+        sent = [
+            await topic.send(key=change.alert.fingerprint.encode(), value=change.record)
+            for change in changes
+        ]
+        try:
+            await asyncio.gather(*sent)
+        except Exception:
+            log.exception("alerts: the alerts topic did not acknowledge %d records", len(sent))
+            return  # unmarked: the next owner of the partition publishes them again
+        marked = [c.alert for c in changes if c.unchanged() and c.alert.partition in self.loaded]
+        for alert in marked:  # no wait: a kill before this write repeats the record, no more
+            alert.published = True
+            with writing_to(alert.partition):
+                self.firing_table[f"{alert.partition}|{alert.identity}"] = alert.encode()
+        if self.notifier is not None:
+            self.notifier.submit(change.alert for change in changes)
+        else:
+            self._forget_resolved([alert for alert in marked if not alert.firing])
+
     def _forget_resolved(self, delivered: list[Alert]) -> None:
-        """Alertmanager answered these resolutions: their table records go, unless the
-        alert changed since (fired again) or its partition is no longer ours."""
+        """These resolutions were delivered: their table records go, unless the alert
+        changed since (fired again) or its partition is no longer ours."""
         for alert in delivered:
             q, key = alert.partition, f"{alert.partition}|{alert.identity}"
             if q in self.loaded and self.firing_table.get(key) == alert.encode():

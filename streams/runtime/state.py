@@ -10,10 +10,15 @@ Faust's RocksDB store (`SALEWATCH_STORE=rocksdb://`, one database per partition)
 same habit: it files a write, and looks up a read, under the current event's partition.
 `PartitionedRocksDBStore` writes to the `writing_to` partition and finds a key in whichever
 of this worker's partition databases holds it.
+
+`writing_to` also collects the changelog records its block sends (`Writes`): a caller whose
+next step must not run ahead of the state behind it (the alert stage publishes an alert
+only once its table record is in Kafka) awaits `Writes.acknowledged()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,34 +28,60 @@ import faust
 from faust.stores import rocksdb
 from faust.tables.table import Table
 from faust.types.stores import StoreT
+from faust.types.tuples import FutureMessage
 from yarl import URL
 
-__all__ = ["PartitionedRocksDBStore", "PartitionedTable", "partitioned_table", "writing_to"]
+__all__ = [
+    "PartitionedRocksDBStore",
+    "PartitionedTable",
+    "Writes",
+    "partitioned_table",
+    "writing_to",
+]
 
-_partition: ContextVar[int | None] = ContextVar("salewatch_table_partition", default=None)
+
+class Writes:
+    """The changelog records sent inside one `writing_to` block."""
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.sent: list[FutureMessage] = []
+
+    async def acknowledged(self) -> None:
+        """Once Kafka acknowledged every one (raises the first send's error, if any)."""
+        await asyncio.gather(*self.sent)
 
 
-def _current_partition(table_name: str) -> int:
-    partition = _partition.get()
-    if partition is None:
+_writes: ContextVar[Writes | None] = ContextVar("salewatch_table_writes", default=None)
+
+
+def _current_writes(table_name: str) -> Writes:
+    writes = _writes.get()
+    if writes is None:
         raise RuntimeError(f"table {table_name}: write outside writing_to(partition)")
-    return partition
+    return writes
 
 
 @contextmanager
-def writing_to(partition: int) -> Iterator[None]:
-    token = _partition.set(partition)
+def writing_to(partition: int) -> Iterator[Writes]:
+    writes = Writes(partition)
+    token = _writes.set(writes)
     try:
-        yield
+        yield writes
     finally:
-        _partition.reset(token)
+        _writes.reset(token)
 
 
 class PartitionedTable(Table):  # type: ignore[misc]
     """A Faust table whose writes go to the changelog partition named by `writing_to`."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        return _current_partition(self.name)
+        return _current_writes(self.name).partition
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
+        sent: FutureMessage = super().send_changelog(*args, **kwargs)
+        _current_writes(self.name).sent.append(sent)
+        return sent
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         if URL(str(url)).scheme != "rocksdb":
@@ -73,7 +104,7 @@ class PartitionedRocksDBStore(rocksdb.Store):  # type: ignore[misc]
     """Faust's RocksDB store, partitioned by `writing_to` instead of the current event."""
 
     def _set(self, key: bytes, value: bytes | None) -> None:
-        partition = _current_partition(self.table_name)
+        partition = _current_writes(self.table_name).partition
         self._key_index[key] = partition
         self._db_for_partition(partition).put(key, value)
 

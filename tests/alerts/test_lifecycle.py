@@ -3,6 +3,8 @@ kept aside, escalation, held resolutions."""
 
 from __future__ import annotations
 
+import orjson
+
 from alerts.clock import iso_ms
 from alerts.detectors import Signal
 from alerts.lifecycle import Alert, AlertBook
@@ -108,3 +110,19 @@ def test_encoded_alert_round_trips_and_book_restores() -> None:
     other.restore([again])
     assert other.apply(fire(), 3, NOW_MS).published == []
     assert other.apply(resolve(), 3, NOW_MS).published[0].identity == alert.identity
+
+
+def test_a_new_state_is_not_published_yet_and_the_mark_survives_encoding() -> None:
+    """The alert stage marks a state published once the alerts topic has it; a resolution
+    is a new state, to publish again (alerts/stage.py, the outbox)."""
+    book = AlertBook("http://g")
+    (alert,) = book.apply(fire(), 3, NOW_MS).published
+    assert not alert.published
+    alert.published = True
+    assert Alert.decode(alert.encode()).published
+    book.apply(resolve(hold_s=60), 3, NOW_MS)  # held: stored, the topic's state unchanged
+    assert alert.published
+    (resolved,) = book.due(NOW_MS + 60_000).published
+    assert resolved is alert and not alert.published
+    older = orjson.loads(alert.encode())[:-1]  # a record written before the mark existed
+    assert not Alert.decode(orjson.dumps(older)).published

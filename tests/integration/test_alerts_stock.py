@@ -14,10 +14,12 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka.consumer.fetcher import ConsumerRecord
 
+from alerts.lifecycle import Alert
 from tests.support.alerts import Forwarder, alert_records, am_alerts, wait_for
 from tests.support.events import make_event
-from tests.support.kafka import produce
+from tests.support.kafka import consume, produce
 from tests.support.worker import Worker, WorkerFactory, free_port
 
 pytestmark = pytest.mark.integration
@@ -268,3 +270,39 @@ def test_a_resolution_queued_in_a_worker_killed_while_alertmanager_is_cut_off_st
         forwarder.down()
     records = alert_records(workers.stack.kafka_bootstrap, workers.output_topic("alerts"))
     assert [r["status"] for r in records] == ["firing", "resolved"]
+
+
+def test_an_alert_reaches_the_topic_only_after_its_table_record_is_in_kafka(
+    workers: WorkerFactory,
+) -> None:
+    """The alerts table is the outbox: a change is published once its record is
+    acknowledged, then marked published. Published first, a worker killed in between left
+    an alert firing on the topic that its successor's table had never heard of: replaying
+    the same stock changes in other batches, it went straight to the stock-out and never
+    resolved the warning (the crash suite's restart run, 2 runs in 4)."""
+    _start(workers)
+    store_id = f"st-{workers.run_id}"
+    bootstrap, alerts = workers.stack.kafka_bootstrap, workers.output_topic("alerts")
+    changelog = f"{workers.app_id}-alerts-firing-changelog"
+    _send(workers, "inventory", *(make_event("stock_snapshot", store_id=store_id, sku=sku,
+                                             available=0) for sku in "abc"))  # fmt: skip
+    assert len(consume(bootstrap, alerts, 3, timeout_s=30)) == 3
+    _send(workers, "inventory", make_event("restock", store_id=store_id, sku="a", qty=5))
+    published = consume(bootstrap, alerts, 4, timeout_s=30)
+    assert [orjson.loads(r.value)["status"] for r in published].count("resolved") == 1
+
+    def all_marked_published() -> list[ConsumerRecord]:
+        """The table's records, once each alert's last one says it is on the topic."""
+        records = consume(bootstrap, changelog, 1_000, timeout_s=3)
+        last = {r.key: r.value for r in records}
+        kept = [Alert.decode(value) for value in last.values() if value]
+        return records if all(alert.published for alert in kept) else []
+
+    stored_ms: dict[tuple[str, str], int] = {}  # each state's first table record
+    for record in wait_for(all_marked_published, 30):
+        if record.value:
+            alert = Alert.decode(record.value)
+            stored_ms.setdefault((alert.fingerprint, alert.status), record.timestamp)
+    for record in published:
+        state = (record.key.decode(), orjson.loads(record.value)["status"])
+        assert stored_ms[state] < record.timestamp, (state, stored_ms[state], record.timestamp)

@@ -41,9 +41,7 @@ def test_a_killed_worker_and_stage_1_serve_again_and_lose_no_window(
     )
     assert row["faults"] == "1 kill worker, 1 kill stage 1", row
     assert row["expected"] == len(sale.truth.windows)
-    # not alerts_delivered: open, a killed worker's alert can stay firing on the alerts
-    # topic (README, Correctness)
-    assert outcome(row) == EXACT, row
+    assert outcome(row) == EXACT and alerts_delivered(row), row
 
 
 def test_with_static_membership_a_killed_worker_restarted_under_its_id_serves_within_30_s(
@@ -57,7 +55,7 @@ def test_with_static_membership_a_killed_worker_restarted_under_its_id_serves_wi
     )
     assert row["faults"] == "1 kill worker, 1 kill stage 1", row
     assert row["takeover max s"] < 30, row
-    assert outcome(row) == EXACT, row  # not alerts_delivered: as above
+    assert outcome(row) == EXACT and alerts_delivered(row), row
 
 
 def test_a_broker_stopped_and_started_mid_sale_loses_nothing_and_writes_nothing_twice(
