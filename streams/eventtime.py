@@ -18,13 +18,18 @@ input's pace. An idle input holds nothing back; when every input is idle, the wa
 moves on with the wall clock from the largest event time read, so the last windows close
 too (docs/contract.md §3). An input counts idle only while its reports keep coming
 (`REPORT_STALE_MS`).
+
+Stage 1 stores each input partition's stream time with its offset commit (the commit's
+metadata), and whoever reads that partition again from the commit (the process restarted,
+or another one that took the partition over) starts from it, so it judges late exactly the
+events the first read did.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,11 +39,17 @@ __all__ = [
     "Watermark",
     "WindowKey",
     "closed_before",
+    "input_name",
     "is_late",
     "window_start",
 ]
 
 WindowKey = tuple[str, str, int]  # store_id, channel, window start (ms)
+
+
+def input_name(tp: Any) -> str:
+    """An input partition's name in progress reports and commits: "topic:partition"."""
+    return f"{tp.topic}:{tp.partition}"
 
 
 def window_start(ts_ms: int, window_ms: int) -> int:
@@ -172,8 +183,7 @@ class InputProgress:
         self._idle_s = idle_ms / 1000
         self._last_read: dict[str, float] = {}  # monotonic time records last came, by input
         self._last_any_read: float | None = None  # ... from any input
-        self._asked: set[str] = set()  # inputs the worker was asked about, once each
-        self.max_ts: dict[str, int] = {}
+        self.max_ts: dict[str, int] = {}  # the stream time of each input read
         self._committed_ts: dict[str, int] = {}  # max_ts at the last commit
 
     def observe(self, max_ts: Mapping[str, int], inputs_read: Iterable[Any]) -> None:
@@ -182,7 +192,7 @@ class InputProgress:
             if ts_ms > self.max_ts.get(name, -1):
                 self.max_ts[name] = ts_ms
         now = time.monotonic()
-        names = [f"{tp.topic}:{tp.partition}" for tp in inputs_read]
+        names = [input_name(tp) for tp in inputs_read]
         if not names:
             return
         if self._last_any_read is None or now - self._last_any_read >= self._idle_s:
@@ -196,16 +206,15 @@ class InputProgress:
         for name in names:
             self._last_read[name] = now
 
-    def stream_time(self, ask: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
-        """Stream time of every assigned input; one just taken over from another worker
-        starts where that worker's last report left it (as stage 2 heard it). Asked once per
-        input: one the worker knows nothing of would otherwise cost a round trip per batch."""
-        assigned = (f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment())
-        unknown = [n for n in assigned if n not in self.max_ts and n not in self._asked]
-        if unknown:
-            self._asked.update(unknown)
-            self.max_ts.update(ask(unknown))
-        return self.max_ts
+    def assigned(self, names: Iterable[str], committed: Mapping[str, int]) -> None:
+        """Input partitions just (re)assigned: they are read again from their last commit,
+        so each starts from the stream time stored with that commit (`committed`; none for
+        one never committed) and judges late exactly what its first read did."""
+        for name in names:
+            self.max_ts.pop(name, None)
+            self._committed_ts.pop(name, None)
+        self.max_ts.update(committed)
+        self._committed_ts.update(committed)
 
     def checkpoint(self) -> None:
         """At a commit: reading again from it must mark the same events late."""
@@ -214,7 +223,6 @@ class InputProgress:
     def rewind(self) -> None:
         """Back to the stream time of the last commit, when reading again from it."""
         self.max_ts = dict(self._committed_ts)
-        self._asked.clear()  # an input taken over since is asked about again
 
     async def report(self) -> tuple[dict[str, Any], dict[str, int]]:
         """The report for stage 2, and the consumer lag by topic."""
@@ -223,7 +231,7 @@ class InputProgress:
         marks: dict[str, list[Any]] = {}
         lag_by_topic: Counter[str] = Counter()
         for tp in consumer.assignment():
-            name = f"{tp.topic}:{tp.partition}"
+            name = input_name(tp)
             highwater = consumer.highwater(tp)
             position = await consumer.position(tp)
             if highwater is not None:

@@ -109,13 +109,6 @@ class FunnelStage(BatchedStage):
         known = [mark for mark in marks if mark is not None]
         return min(known) if known else None
 
-    def input_stream_time(self, name: str) -> int | None:
-        """The largest ts stage 1 last reported for an input partition, as heard here."""
-        heard = [s.watermark.inputs[name][0] for s in self.partitions.values()
-                 if name in s.watermark.inputs]  # fmt: skip
-        known = [ts for ts in heard if ts is not None]
-        return max(known) if known else None
-
     # --- loading --------------------------------------------------------------------
     def partition_state(self, p: int) -> FunnelPartition:
         state = self.partitions.get(p)

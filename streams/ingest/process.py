@@ -1,10 +1,13 @@
 """Stage 1's own process: consume the inputs, produce routed events, report progress.
 
 Started and watched by the worker (streams/ingest/supervisor.py), which it talks to over a
-pipe: it sends what it counted (the metrics live in the worker) and asks, when it takes an
-input partition over from another worker, how far that partition had been read. Offsets
-are committed only after Kafka acknowledged every send they led to: routed events, dead
-letters and progress reports (at-least-once; stage 2 dedups). A progress report goes out
+pipe: it sends what it counted (the metrics live in the worker). Offsets are committed only
+after Kafka acknowledged every send they led to: routed events, dead letters and progress
+reports (at-least-once; stage 2 dedups). Each commit carries its partition's stream time
+(`stream_time_commit`), and a partition assigned (at the start, or taken over) resumes from
+it: a process that read again from a commit with less (it used to ask the worker what
+stage 2 had heard, which lags) counted as on time late events the first read had judged
+late, and windows came out over-counted after a kill. A progress report goes out
 only once every send before it is acknowledged (in the background, while the loop reads on):
 a report that arrives never speaks for an event lost on the way. A send Kafka refused is never
 skipped: nothing is committed, the producer is replaced and the inputs are read again from
@@ -25,11 +28,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from streams.contract.errors import SalewatchError
-from streams.eventtime import InputProgress
+from streams.eventtime import InputProgress, input_name
 from streams.ingest.ingestor import IngestCounts, Ingestor, IngestResult, encode_chunks
 from streams.runtime import producing, repeated_logs
 from streams.runtime.settings import Settings
@@ -45,7 +48,6 @@ REPORT_IDLE_S = 1.0  # and while nothing comes in
 PROBE_EVERY_S = 2.0
 PROBE_TIMEOUT_S = 5.0
 COMMIT_EVERY_S = 1.0  # commits wait for every send to be acknowledged: not after every batch
-ANSWER_TIMEOUT_S = 10.0
 # aiokafka retries retriable errors itself (an idempotent producer) until a send is this old;
 # a send still unanswered then counts as failed. Its own default, 40 s, failed sends held
 # through a broker restart (stopped 10 s, answering again about 30 s later).
@@ -69,8 +71,7 @@ class DeliveryFailed(SalewatchError):
 class WorkerLink:
     """This process's end of the pipe to the worker. Messages are (kind, payload) tuples:
     ("counts", IngestCounts), ("lag", {topic: messages}), ("failed", {topic: failed sends}),
-    ("committed", None), ("kafka", whether the broker answered the probe), ("ask", [input
-    partition names]) answered by {name: largest ts heard}."""
+    ("committed", None), ("kafka", whether the broker answered the probe)."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -91,21 +92,11 @@ class WorkerLink:
     def send_kafka_reachable(self, reachable: bool) -> None:
         self._tell("kafka", reachable)
 
-    def ask_stream_time(self, names: list[str]) -> dict[str, int]:
-        """Blocks this process's loop briefly: only after a rebalance hands partitions over.
-        Nothing is known once the worker is gone (this process stops after the step)."""
-        if not self._tell("ask", names):
-            return {}
-        if not self._connection.poll(ANSWER_TIMEOUT_S):
-            raise TimeoutError("the worker did not answer a stream-time question")
-        answer: dict[str, int] = self._connection.recv()
-        return answer
-
     def closed_by_worker(self) -> bool:
         """True when the worker closed its end (it stopped or died)."""
         try:
             while not self._closed and self._connection.poll():
-                self._connection.recv()  # nothing else is sent unasked
+                self._connection.recv()  # the worker sends nothing; drained all the same
         except (EOFError, OSError):
             self._closed = True
         return self._closed
@@ -183,10 +174,9 @@ class RoutedProducer:
         """Send `report` to every stage-2 partition once Kafka has acknowledged every send
         before it, in the background (the loop reads on meanwhile). The report speaks for
         those events: sent beside them, it could arrive when they did not (a stop or a kill
-        with sends still buffered, a refused send), stage 2 would close their windows
-        without them, and a restarted stage 1, starting from the stream time stage 2 heard,
-        would judge them late when it reads them again. Reports go out in order; while one
-        waits, a newer one replaces any queued behind it (it carries the same and more)."""
+        with sends still buffered, a refused send), and stage 2 would close their windows
+        without them. Reports go out in order; while one waits, a newer one replaces any
+        queued behind it (it carries the same and more)."""
         self._next_report = ([future for _, future in self._pending], orjson.dumps(report))
         if self._reporting is None or self._reporting.done():
             self._reporting = asyncio.create_task(self._report())
@@ -229,6 +219,48 @@ class RoutedProducer:
         self._pending.append((topic, delivery))
 
 
+def stream_time_commit(max_ts: int | None) -> str:
+    """A commit's metadata: the partition's stream time at the committed offset ("": none)."""
+    return "" if max_ts is None else str(max_ts)
+
+
+class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Input partitions assigned (at the start, or after a rebalance: every one is read
+    again from its last commit) wait, paused, until the stream times stored with their
+    commits are known; the loop asks for them (`resume`) before it reads on, and again after
+    a failure (the broker away)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self.waiting: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.waiting -= revoked
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._consumer.pause(*assigned)
+        self.waiting |= assigned
+
+    async def resume(self, progress: InputProgress) -> None:
+        waiting = self.waiting & self._consumer.assignment()
+        if not waiting:
+            return
+        try:
+            # aiokafka's consumer gives the committed offset alone; its coordinator has the
+            # metadata too
+            committed = await self._consumer._coordinator.fetch_committed_offsets(waiting)
+        except KafkaError as exc:
+            log.warning("ingest: stream times of the last commits unknown yet (%s)", exc)
+            return
+        progress.assigned(
+            (input_name(tp) for tp in waiting),
+            {input_name(tp): int(offset.metadata)
+             for tp, offset in committed.items() if offset.metadata},
+        )  # fmt: skip
+        self.waiting -= waiting
+        self._consumer.resume(*waiting)
+
+
 class IngestLoop:
     """Read, validate, route; commit what Kafka acknowledged, read again what it did not."""
 
@@ -237,7 +269,6 @@ class IngestLoop:
         self._link = link
         self._ingestor = Ingestor(settings)
         self._consumer = AIOKafkaConsumer(
-            *self._ingestor.topic_names,
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=f"{settings.app_id}-ingest",
             group_instance_id=settings.ingest_group_instance_id,
@@ -250,6 +281,8 @@ class IngestLoop:
             metadata_max_age_ms=METADATA_MAX_AGE_MS,  # input topics created after start
             **settings.kafka_security.client_options(),
         )
+        self._resuming = ResumeFromCommits(self._consumer)
+        self._consumer.subscribe(self._ingestor.topic_names, listener=self._resuming)
         self._output = RoutedProducer(settings)
         self._progress = InputProgress(self._consumer, settings.idle_ms)
         # What the batches read since the last commit counted: reported once acknowledged,
@@ -282,13 +315,13 @@ class IngestLoop:
 
     async def _step(self) -> None:
         settings, consumer, progress = self._settings, self._consumer, self._progress
+        await self._resuming.resume(progress)
         consumed = await consumer.getmany(
             timeout_ms=settings.batch_within_ms, max_records=settings.batch_max_messages
         )
         if consumed:
             result = self._ingestor.process(
-                (r for records in consumed.values() for r in records),
-                progress.stream_time(self._link.ask_stream_time),
+                (r for records in consumed.values() for r in records), progress.max_ts
             )
             progress.observe(result.max_ts, consumed)
             await self._output.forward(result)
@@ -330,7 +363,7 @@ class IngestLoop:
             self._link.send_counts(counts)
         self._counts.clear()
         try:
-            await self._consumer.commit()
+            await self._consumer.commit(await self._offsets_with_stream_time())
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took partitions away meanwhile: their new owner reads again from the
             # last commit and stage 2 drops the repeats as duplicates.
@@ -338,6 +371,15 @@ class IngestLoop:
         self._progress.checkpoint()
         self._failures = 0
         self._link.send_committed()
+
+    async def _offsets_with_stream_time(self) -> dict[TopicPartition, tuple[int, str]]:
+        """What was read of each input partition, with its stream time there as the commit's
+        metadata; not the partitions still waiting for theirs (it would be lost)."""
+        consumer, max_ts = self._consumer, self._progress.max_ts
+        return {
+            tp: (await consumer.position(tp), stream_time_commit(max_ts.get(input_name(tp))))
+            for tp in consumer.assignment() - self._resuming.waiting
+        }
 
     async def _recover(self, failure: DeliveryFailed) -> None:
         """After failed sends: nothing read since the last commit is committed or counted.

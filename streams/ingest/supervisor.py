@@ -2,8 +2,7 @@
 
 Stage 1 runs in a process of its own (streams/ingest/process.py) so that validation and
 routing get a core beside stages 2 and 3. The worker owns the metrics, so it applies what
-the process counted, and it answers the process's questions about input stream time from
-what stage 2 heard. /health is unhealthy while the process is not running, and from a send
+the process counted. /health is unhealthy while the process is not running, and from a send
 Kafka refused until stage 1 commits again (a new process too: it reads the same input again).
 """
 
@@ -13,7 +12,6 @@ import asyncio
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -37,26 +35,20 @@ STOP_TIMEOUT_S = 10.0
 class IngestServer:
     """Answers one stage-1 process on the worker's event loop."""
 
-    def __init__(
-        self,
-        metrics: Metrics,
-        status: WorkerStatus,
-        input_stream_time: Callable[[str], int | None],
-    ) -> None:
+    def __init__(self, metrics: Metrics, status: WorkerStatus) -> None:
         self._metrics = metrics
         self._status = status
-        self._input_stream_time = input_stream_time
 
     def handle(self, connection: Connection) -> None:
         """Read every message waiting on the pipe (called when it is readable)."""
         try:
             while connection.poll():
                 kind, payload = connection.recv()
-                self._dispatch(connection, kind, payload)
+                self._dispatch(kind, payload)
         except (EOFError, OSError):
             pass  # the process ended; the supervisor notices and restarts it
 
-    def _dispatch(self, connection: Connection, kind: str, payload: Any) -> None:
+    def _dispatch(self, kind: str, payload: Any) -> None:
         self._status.ingest_heard = time.monotonic()
         if kind == "counts":
             counts: IngestCounts = payload
@@ -74,9 +66,6 @@ class IngestServer:
             if payload != self._status.kafka_reachable:
                 log.warning("ingest: Kafka %s", "answers again" if payload else "does not answer")
             self._status.kafka_reachable = payload
-        elif kind == "ask":
-            known = {name: self._input_stream_time(name) for name in payload}
-            connection.send({name: ts for name, ts in known.items() if ts is not None})
         else:
             raise ValueError(f"unknown message from the ingest process: {kind!r}")
 
@@ -132,10 +121,8 @@ def register(
     topics: Topics,
     metrics: Metrics,
     status: WorkerStatus,
-    input_stream_time: Callable[[str], int | None],
 ) -> None:
-    """`input_stream_time(input)`: the stream time stage 2 last heard for an input partition."""
-    server = IngestServer(metrics, status, input_stream_time)
+    server = IngestServer(metrics, status)
     metrics.watch_process("salewatch_ingest", lambda: status.ingest_pid)
     for name in ("events", "deadletter"):  # at 0 from the start: increase() sees the first
         metrics.produce_errors.labels(settings.output_topic(name))

@@ -70,7 +70,7 @@ def build_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     status = WorkerStatus()
     funnel = FunnelStage(app, settings, topics, metrics)
     funnel.register()
-    ingest_supervisor.register(app, settings, topics, metrics, status, funnel.input_stream_time)
+    ingest_supervisor.register(app, settings, topics, metrics, status)
     merge = MergeStage(app, settings, topics, metrics)
     merge.register()
     inventory = InventoryStage(app, settings, topics, metrics)  # detectors: inventory.listeners

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from aiokafka import TopicPartition
@@ -83,28 +83,15 @@ def test_a_reader_that_took_an_input_over_does_not_move_its_stream_time_back() -
     assert mark.watermark_ms == 200_000
 
 
-@dataclass
-class FakeConsumer:
-    assigned: set[TopicPartition] = field(default_factory=set)
-
-    def assignment(self) -> set[TopicPartition]:
-        return self.assigned
-
-
-def test_the_worker_is_asked_about_each_input_once() -> None:
-    consumer = FakeConsumer({TopicPartition("shop.clicks", 0), TopicPartition("shop.orders", 1)})
-    progress = InputProgress(consumer, idle_ms=1_000)  # type: ignore[arg-type]
-    questions: list[list[str]] = []
-
-    def ask(names: list[str]) -> dict[str, int]:
-        questions.append(sorted(names))
-        return {"shop.clicks:0": 5_000}  # the worker knows nothing of shop.orders:1
-
-    assert progress.stream_time(ask) == {"shop.clicks:0": 5_000}
-    assert progress.stream_time(ask) == {"shop.clicks:0": 5_000}
-    consumer.assigned.add(TopicPartition("shop.carts", 2))  # a rebalance hands one over
-    progress.stream_time(ask)
-    assert questions == [["shop.clicks:0", "shop.orders:1"], ["shop.carts:2"]]
+def test_an_input_assigned_starts_from_the_stream_time_of_its_last_commit() -> None:
+    """Whatever this reader knew of it before: the input is read again from that commit."""
+    progress = InputProgress(consumer=None, idle_ms=1_000)  # type: ignore[arg-type]
+    progress.observe({"shop.clicks:0": 90_000, "shop.orders:1": 7_000}, [])
+    progress.assigned(["shop.clicks:0", "shop.carts:2"], {"shop.carts:2": 5_000})
+    assert progress.max_ts == {"shop.orders:1": 7_000, "shop.carts:2": 5_000}
+    progress.observe({"shop.carts:2": 6_000}, [])
+    progress.rewind()  # nothing committed since the assignment: back to what it came with
+    assert progress.max_ts == {"shop.carts:2": 5_000}
 
 
 def test_one_lateness_rule_for_stream_time_and_watermark() -> None:
