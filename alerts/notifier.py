@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 
@@ -63,7 +63,7 @@ class AlertmanagerNotifier:
         self._delivered_ms: dict[str, int] = {}  # fingerprint -> last accepted POST
         self._wake = asyncio.Event()
         # told the resolutions Alertmanager answered (accepted or refused): none to retry
-        self.on_resolved_delivered: Callable[[list[Alert]], None] | None = None
+        self.on_resolved_delivered: Callable[[list[Alert]], Awaitable[None]] | None = None
 
     # --- queueing -------------------------------------------------------------------------
     def submit(self, alerts: Iterable[Alert]) -> None:
@@ -130,7 +130,7 @@ class AlertmanagerNotifier:
                 del self._pending[fp]
         resolved = [alert for alert in batch if not alert.firing]
         if resolved and self.on_resolved_delivered is not None:
-            self.on_resolved_delivered(resolved)
+            await self.on_resolved_delivered(resolved)
         if status >= 300:
             self.metrics.alert_notifications.labels(RESULT_REJECTED).inc(len(batch))
             log.error("alertmanager rejected %d alerts: HTTP %s %s", len(batch), status, text)

@@ -3,11 +3,12 @@ state in changelog-backed tables, the Alertmanager notifier, GET /api/alerts and
 
 State, per stage partition (written inside that partition, so it moves with it):
 - `alerts-firing`: `<partition>|<identity>` -> the alert (alerts.lifecycle.Alert), an
-  outbox: a change is written here first and published (the alerts topic, then
-  Alertmanager) once Kafka acknowledged the write; a resolution stays until delivered
-  (Alertmanager answered it, or without one, the topic acknowledged it). Partitions are
-  loaded when assigned, and every alert of a loaded partition is published again: after a
-  restart or a rebalance the new owner repeats them all (at least once, never lost).
+  outbox written straight to Kafka (`DirectTable`, not behind Faust's producer queue): a
+  change is written here first, published to the alerts topic once Kafka acknowledged the
+  write, marked published once the topic acknowledged it, then sent to Alertmanager; a
+  resolution stays until delivered (Alertmanager answered it, or without one, the topic
+  acknowledged it). Partitions are loaded when assigned: their firing alerts are re-sent to
+  Alertmanager, and what is not marked published is published (at least once, never lost).
   Without the kept resolutions, a worker killed while Alertmanager was away took a
   resolution queued in memory with it, and Alertmanager showed the alert firing until its
   `endsAt` (4 re-send intervals: 4 minutes by default).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,7 +44,7 @@ from streams.inventory.stock import StockStatus
 from streams.merge.agent import MergeStage
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
-from streams.runtime.state import partitioned_table, writing_to
+from streams.runtime.state import direct_table, partitioned_table, writing_to
 from streams.runtime.topics import Topics
 
 __all__ = ["AlertStage"]
@@ -61,6 +61,7 @@ class Change:
 
     def __init__(self, alert: Alert) -> None:
         self.alert = alert
+        self.status = alert.status
         self.encoded = alert.encode()
         self.record = orjson.dumps(alert.record())
 
@@ -86,7 +87,7 @@ class AlertStage:
         self.inventory = inventory
         self.calendar = calendar_of(settings)
         n = settings.partitions
-        self.firing_table = partitioned_table(app, "alerts-firing", n)
+        self.firing_table = direct_table(app, "alerts-firing", n)
         self.detectors_table = partitioned_table(app, "alerts-detectors", n)
         self.book = AlertBook(settings.grafana_url)
         url, resend_s = settings.alertmanager_url, settings.alert_resend_s
@@ -174,7 +175,7 @@ class AlertStage:
         if self.notifier is not None:
             self.notifier.submit(resolved)  # the firing ones are re-sent from the book
         else:
-            self._forget_resolved([alert for alert in resolved if alert.published])
+            await self._forget_resolved([alert for alert in resolved if alert.published])
         await self._reconcile_stock(q, [a for a in firing if a.alertname in STOCK_ALERTS])
         self._update_gauges()
 
@@ -271,26 +272,21 @@ class AlertStage:
         knows every alert it published or was about to (`_load` publishes the latter).
         Published first, a change the table lost stayed firing on the topic for good once
         the successor, replaying the same events in other batches, never repeated it."""
-        by_partition: dict[int, list[Alert]] = defaultdict(list)
-        for alert in update.stored:
-            by_partition[alert.partition].append(alert)
-        writes = []
-        for q, alerts in by_partition.items():
-            with writing_to(q) as written:
-                for alert in alerts:  # a resolution too: it goes once delivered (_publish)
-                    self.firing_table[f"{q}|{alert.identity}"] = alert.encode()
-            writes.append(written)
-        if not update.published:
+        # as decided: another task may move these alerts on while this one waits for Kafka
+        records = [(alert.partition, self._key(alert), alert.encode()) for alert in update.stored]
+        changes = [Change(alert) for alert in update.published]
+        stored = [await self.firing_table.put(*record) for record in records]
+        if not changes:
             return
-        changes = [Change(alert) for alert in update.published]  # before another task moves them
         try:
-            await asyncio.gather(*(written.acknowledged() for written in writes))
+            await asyncio.gather(*stored)
         except Exception:  # Faust's producer fails the worker; the alert must still out
             log.exception("alerts: table records not acknowledged; publishing anyway")
-        for alert in update.published:
+        for change in changes:
+            alert = change.alert
             log.warning(
                 "alert %s %s %s: %s",
-                alert.status, alert.alertname, alert.identity, alert.annotations["summary"],
+                change.status, alert.alertname, alert.identity, alert.annotations["summary"],
             )  # fmt: skip
         await self._publish(changes)
         self._update_gauges()
@@ -311,21 +307,23 @@ class AlertStage:
         marked = [c.alert for c in changes if c.unchanged() and c.alert.partition in self.loaded]
         for alert in marked:  # no wait: a kill before this write repeats the record, no more
             alert.published = True
-            with writing_to(alert.partition):
-                self.firing_table[f"{alert.partition}|{alert.identity}"] = alert.encode()
+            await self.firing_table.put(alert.partition, self._key(alert), alert.encode())
         if self.notifier is not None:
             self.notifier.submit(change.alert for change in changes)
         else:
-            self._forget_resolved([alert for alert in marked if not alert.firing])
+            await self._forget_resolved([alert for alert in marked if not alert.firing])
 
-    def _forget_resolved(self, delivered: list[Alert]) -> None:
+    async def _forget_resolved(self, delivered: list[Alert]) -> None:
         """These resolutions were delivered: their table records go, unless the alert
         changed since (fired again) or its partition is no longer ours."""
         for alert in delivered:
-            q, key = alert.partition, f"{alert.partition}|{alert.identity}"
-            if q in self.loaded and self.firing_table.get(key) == alert.encode():
-                with writing_to(q):
-                    del self.firing_table[key]
+            key = self._key(alert)
+            if alert.partition in self.loaded and self.firing_table.get(key) == alert.encode():
+                await self.firing_table.put(alert.partition, key, None)
+
+    @staticmethod
+    def _key(alert: Alert) -> str:
+        return f"{alert.partition}|{alert.identity}"
 
     def _update_gauges(self) -> None:
         counts = self.book.firing_counts()

@@ -11,9 +11,10 @@ same habit: it files a write, and looks up a read, under the current event's par
 `PartitionedRocksDBStore` writes to the `writing_to` partition and finds a key in whichever
 of this worker's partition databases holds it.
 
-`writing_to` also collects the changelog records its block sends (`Writes`): a caller whose
-next step must not run ahead of the state behind it (the alert stage publishes an alert
-only once its table record is in Kafka) awaits `Writes.acknowledged()`.
+`DirectTable` sends each write's changelog record to the Kafka client at once, instead of
+queueing it behind every record the stages queued before (stage 2's batches: thousands),
+and returns the send: for state whose next step must wait until it is in Kafka (the alert
+outbox, alerts/stage.py), at the cost of one acknowledgement, not a queue.
 """
 
 from __future__ import annotations
@@ -32,56 +33,38 @@ from faust.types.tuples import FutureMessage
 from yarl import URL
 
 __all__ = [
+    "DirectTable",
     "PartitionedRocksDBStore",
     "PartitionedTable",
-    "Writes",
+    "direct_table",
     "partitioned_table",
     "writing_to",
 ]
 
-
-class Writes:
-    """The changelog records sent inside one `writing_to` block."""
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-        self.sent: list[FutureMessage] = []
-
-    async def acknowledged(self) -> None:
-        """Once Kafka acknowledged every one (raises the first send's error, if any)."""
-        await asyncio.gather(*self.sent)
+_partition: ContextVar[int | None] = ContextVar("salewatch_table_partition", default=None)
 
 
-_writes: ContextVar[Writes | None] = ContextVar("salewatch_table_writes", default=None)
-
-
-def _current_writes(table_name: str) -> Writes:
-    writes = _writes.get()
-    if writes is None:
+def _current_partition(table_name: str) -> int:
+    partition = _partition.get()
+    if partition is None:
         raise RuntimeError(f"table {table_name}: write outside writing_to(partition)")
-    return writes
+    return partition
 
 
 @contextmanager
-def writing_to(partition: int) -> Iterator[Writes]:
-    writes = Writes(partition)
-    token = _writes.set(writes)
+def writing_to(partition: int) -> Iterator[None]:
+    token = _partition.set(partition)
     try:
-        yield writes
+        yield
     finally:
-        _writes.reset(token)
+        _partition.reset(token)
 
 
 class PartitionedTable(Table):  # type: ignore[misc]
     """A Faust table whose writes go to the changelog partition named by `writing_to`."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        return _current_writes(self.name).partition
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
-        sent: FutureMessage = super().send_changelog(*args, **kwargs)
-        _current_writes(self.name).sent.append(sent)
-        return sent
+        return _current_partition(self.name)
 
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         if URL(str(url)).scheme != "rocksdb":
@@ -100,11 +83,47 @@ class PartitionedTable(Table):  # type: ignore[misc]
         )
 
 
+class DirectTable(PartitionedTable):
+    """A partitioned table written only with `put`: each write's changelog record goes to
+    the Kafka client at once. Faust's flush before a commit covers these too (its client
+    flush waits for them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Writes reach the client in the order they were made: a later one handed over
+        # first (an earlier one waiting on the client) would be undone on restore.
+        self._in_order = asyncio.Lock()
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        raise TypeError(f"table {self.name}: write with put(), not through Faust's queue")
+
+    on_key_del = on_key_set
+
+    async def put(self, partition: int, key: str, value: bytes | None) -> FutureMessage:
+        """Set `key` (delete it: `value` None) in `partition`; the send is done once Kafka
+        acknowledged it."""
+        async with self._in_order:
+            with writing_to(partition):
+                if value is None:
+                    self.data.pop(key, None)
+                else:
+                    self.data[key] = value
+            sent: FutureMessage = await self.changelog_topic.send(
+                key=key,
+                value=value,
+                partition=partition,
+                key_serializer=self.key_serializer,
+                value_serializer=self.value_serializer if value is not None else "raw",
+                callback=self._on_changelog_sent,
+            )
+            return sent
+
+
 class PartitionedRocksDBStore(rocksdb.Store):  # type: ignore[misc]
     """Faust's RocksDB store, partitioned by `writing_to` instead of the current event."""
 
     def _set(self, key: bytes, value: bytes | None) -> None:
-        partition = _current_writes(self.table_name).partition
+        partition = _current_partition(self.table_name)
         self._key_index[key] = partition
         self._db_for_partition(partition).put(key, value)
 
@@ -113,9 +132,11 @@ class PartitionedRocksDBStore(rocksdb.Store):  # type: ignore[misc]
         return None if found is None else found.value  # type: ignore[no-any-return]
 
 
-def partitioned_table(app: faust.App, name: str, partitions: int) -> PartitionedTable:
+def partitioned_table(
+    app: faust.App, name: str, partitions: int, kind: type[PartitionedTable] = PartitionedTable
+) -> PartitionedTable:
     """A table of str keys and bytes values (each module encodes its own values)."""
-    table = PartitionedTable(
+    table = kind(
         app,
         name=name,
         beacon=app.tables.beacon,
@@ -129,3 +150,9 @@ def partitioned_table(app: faust.App, name: str, partitions: int) -> Partitioned
         ),
     )
     return app.tables.add(table)  # type: ignore[no-any-return]
+
+
+def direct_table(app: faust.App, name: str, partitions: int) -> DirectTable:
+    table = partitioned_table(app, name, partitions, DirectTable)
+    assert isinstance(table, DirectTable)
+    return table

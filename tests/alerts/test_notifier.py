@@ -204,7 +204,11 @@ async def test_resolutions_alertmanager_answered_are_told_and_only_those() -> No
     server = FakeAlertmanager(fail=2, status=503)
     async with server.serve(free_port()) as url:
         n = notifier(url, metrics)
-        n.on_resolved_delivered = told.append
+
+        async def tell(delivered: list[Alert]) -> None:
+            told.append(delivered)
+
+        n.on_resolved_delivered = tell
         n.submit([firing[1], resolved])
         async with running(n):
             await until(lambda: server.accepted)
