@@ -4,8 +4,9 @@ state in changelog-backed tables, the Alertmanager notifier, GET /api/alerts and
 State, per stage partition (written inside that partition, so it moves with it):
 - `alerts-firing`: `<partition>|<identity>` -> the alert (alerts.lifecycle.Alert), an
   outbox written straight to Kafka (`DirectTable`, not behind Faust's producer queue): a
-  change is written here first, published to the alerts topic once Kafka acknowledged the
-  write, marked published once the topic acknowledged it, then sent to Alertmanager; a
+  change is written here first, published to the alerts topic by `publish_forever` once
+  Kafka acknowledged the write, marked published once the topic acknowledged it, then sent
+  to Alertmanager; a
   resolution stays until delivered (Alertmanager answered it, or without one, the topic
   acknowledged it). Partitions are loaded when assigned: their firing alerts are re-sent to
   Alertmanager, and what is not marked published is published (at least once, never lost).
@@ -29,6 +30,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types.tuples import FutureMessage
 from faust.web import Request, Response, View
 
 from alerts.campaign import calendar_of
@@ -100,6 +102,8 @@ class AlertStage:
         self.witness = Witness()  # windows in which any store on this worker had events
         self.fleet = FleetRates()  # the baselines of this worker's stores (alerts.fleet)
         self.loaded: set[int] = set()  # partitions whose firing alerts are in the book
+        # changes to publish, each with the sends of its table records (_commit)
+        self._outbox: asyncio.Queue[tuple[list[FutureMessage], list[Change]]] = asyncio.Queue()
         self._gauge_labels: set[tuple[str, str]] = set()
 
     def register(self) -> None:
@@ -108,6 +112,7 @@ class AlertStage:
         if self.inventory is not None:
             self.inventory.listeners.append(self.on_stock)
         self.app.timer(TICK_S, name="alerts-tick")(self.tick)
+        self.app.task(self.publish_forever)
         self.app.on_partitions_revoked.connect(self._forget_partitions)
         if self.notifier is not None:
             self.app.task(self.notifier.run)
@@ -171,7 +176,8 @@ class AlertStage:
             log.info("alerts: partition %d has %d firing alerts and %d resolutions to deliver,"
                      " %d not on the alerts topic yet", q, len(firing), len(resolved),
                      len(unpublished))  # fmt: skip
-        await self._publish(unpublished)
+        if unpublished:
+            self._outbox.put_nowait(([], unpublished))
         if self.notifier is not None:
             self.notifier.submit(resolved)  # the firing ones are re-sent from the book
         else:
@@ -267,29 +273,47 @@ class AlertStage:
             table.pop(f"{q}|s|{store_id}", None)
 
     async def _commit(self, update: Update) -> None:
-        """Table, then the topic and Alertmanager: a change is published only once its table
-        record is in Kafka. A worker killed at any moment leaves its successor a table that
-        knows every alert it published or was about to (`_load` publishes the latter).
-        Published first, a change the table lost stayed firing on the topic for good once
-        the successor, replaying the same events in other batches, never repeated it."""
-        # as decided: another task may move these alerts on while this one waits for Kafka
+        """Hand the changes' table records to Kafka, then queue the changes for the
+        publisher (`publish_forever`), which publishes them once Kafka acknowledged those
+        records: a worker killed at any moment leaves its successor a table that knows every
+        alert it published or was about to (`_load` publishes the latter). The caller does
+        not wait for the acknowledgements: a batch that fires twenty alerts would wait for
+        forty, one after another. Faust's flush before a commit of the input offsets
+        includes the records handed over here."""
+        # as decided: another task may move these alerts on meanwhile
         records = [(alert.partition, self._key(alert), alert.encode()) for alert in update.stored]
         changes = [Change(alert) for alert in update.published]
         stored = [await self.firing_table.put(*record) for record in records]
-        if not changes:
-            return
-        try:
-            await asyncio.gather(*stored)
-        except Exception:  # Faust's producer fails the worker; the alert must still out
-            log.exception("alerts: table records not acknowledged; publishing anyway")
-        for change in changes:
-            alert = change.alert
-            log.warning(
-                "alert %s %s %s: %s",
-                change.status, alert.alertname, alert.identity, alert.annotations["summary"],
-            )  # fmt: skip
-        await self._publish(changes)
-        self._update_gauges()
+        if changes:
+            self._outbox.put_nowait((stored, changes))
+            self._update_gauges()
+
+    async def publish_forever(self) -> None:
+        """Publish queued changes once their table records are acknowledged: all those
+        waiting at once, so a burst costs two acknowledgements, not two per change.
+        Published first, a change whose table record a kill lost stayed firing on the topic
+        for good once the successor, replaying the same events in other batches, never
+        repeated it."""
+        while True:
+            queued = [await self._outbox.get()]
+            while not self._outbox.empty():
+                queued.append(self._outbox.get_nowait())
+            stored = [sent for table_writes, _ in queued for sent in table_writes]
+            changes = [change for _, batch in queued for change in batch]
+            try:
+                await asyncio.gather(*stored)
+            except Exception:  # Faust's producer fails the worker; the alert must still out
+                log.exception("alerts: table records not acknowledged; publishing anyway")
+            for change in changes:
+                alert = change.alert
+                log.warning(
+                    "alert %s %s %s: %s",
+                    change.status, alert.alertname, alert.identity, alert.annotations["summary"],
+                )  # fmt: skip
+            try:
+                await self._publish(changes)
+            except Exception:  # unmarked in the table: the next owner publishes them
+                log.exception("alerts: %d changes not published", len(changes))
 
     async def _publish(self, changes: list[Change]) -> None:
         """To the alerts topic (acknowledged, then marked published in the table), then to
