@@ -6,13 +6,12 @@ State, per stage partition (written inside that partition, so it moves with it):
   outbox written straight to Kafka (`DirectTable`, not behind Faust's producer queue): a
   change is written here first, published to the alerts topic by `publish_forever` once
   Kafka acknowledged the write, marked published once the topic acknowledged it, then sent
-  to Alertmanager; a
-  resolution stays until delivered (Alertmanager answered it, or without one, the topic
-  acknowledged it). Partitions are loaded when assigned: their firing alerts are re-sent to
-  Alertmanager, and what is not marked published is published (at least once, never lost).
-  Without the kept resolutions, a worker killed while Alertmanager was away took a
-  resolution queued in memory with it, and Alertmanager showed the alert firing until its
-  `endsAt` (4 re-send intervals: 4 minutes by default).
+  to Alertmanager. A resolution stays until delivered (Alertmanager answered it, or without
+  one, the topic acknowledged it). Partitions are loaded when assigned: their firing alerts
+  are re-sent to Alertmanager, and what is not marked published is published (at least
+  once, never lost). Without the kept resolutions, a worker killed while Alertmanager was
+  away took a resolution queued in memory with it, and Alertmanager showed the alert firing
+  until its `endsAt` (4 re-send intervals: 4 minutes by default).
 - `alerts-detectors`: `<partition>|c|<store>|<channel>` and `<partition>|s|<store>` -> the
   window detectors of a key (baselines, hysteresis), so a restart needs no warm-up.
 
