@@ -233,11 +233,14 @@ class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
         self.waiting: set[TopicPartition] = set()
+        self.rebalances = 0  # so far: a commit prepared across one is not sent
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.rebalances += 1
         self.waiting -= revoked
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.rebalances += 1
         self._consumer.pause(*assigned)
         self.waiting |= assigned
 
@@ -364,22 +367,30 @@ class IngestLoop:
         self._counts.clear()
         try:
             await self._consumer.commit(await self._offsets_with_stream_time())
+            self._progress.checkpoint()
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took partitions away meanwhile: their new owner reads again from the
             # last commit and stage 2 drops the repeats as duplicates.
             log.info("ingest: commit after rebalance skipped (%s)", exc)
-        self._progress.checkpoint()
         self._failures = 0
         self._link.send_committed()
 
     async def _offsets_with_stream_time(self) -> dict[TopicPartition, tuple[int, str]]:
         """What was read of each input partition, with its stream time there as the commit's
-        metadata; not the partitions still waiting for theirs (it would be lost)."""
-        consumer, max_ts = self._consumer, self._progress.max_ts
-        return {
+        metadata; not the partitions still waiting for theirs (it would be lost). A position
+        may take a wait (a partition not fetched yet); a rebalance meanwhile moves positions
+        back to the last commit while the stream times stay, and that commit would store a
+        stream time ahead of its offset (the events after it judged late when read again):
+        IllegalStateError then, nothing committed."""
+        consumer, max_ts, rebalances = self._consumer, self._progress.max_ts, self._resuming
+        before = rebalances.rebalances
+        offsets = {
             tp: (await consumer.position(tp), stream_time_commit(max_ts.get(input_name(tp))))
-            for tp in consumer.assignment() - self._resuming.waiting
+            for tp in consumer.assignment() - rebalances.waiting
         }
+        if rebalances.rebalances != before:
+            raise IllegalStateError("a rebalance while the commit was prepared")
+        return offsets
 
     async def _recover(self, failure: DeliveryFailed) -> None:
         """After failed sends: nothing read since the last commit is committed or counted.
