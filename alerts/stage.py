@@ -44,6 +44,7 @@ from streams.inventory.agent import InventoryStage
 from streams.inventory.stock import StockStatus
 from streams.merge.agent import MergeStage
 from streams.runtime.metrics import Metrics
+from streams.runtime.repeated_logs import EVERY_TIME
 from streams.runtime.settings import Settings
 from streams.runtime.state import direct_table, partitioned_table, writing_to
 from streams.runtime.topics import Topics
@@ -308,6 +309,7 @@ class AlertStage:
                 log.warning(
                     "alert %s %s %s: %s",
                     change.status, alert.alertname, alert.identity, alert.annotations["summary"],
+                    extra=EVERY_TIME,
                 )  # fmt: skip
             try:
                 await self._publish(changes)

@@ -5,6 +5,8 @@ A warning or error whose logger and message template were already logged within 
 is dropped and counted; the first one after the window carries the count of those dropped
 ("... [and 8,391 more like it in the last 30 s]"). Keyed by the template, not the
 formatted text, so a message that differs only in its arguments is the same message.
+A record logged with `extra=EVERY_TIME` always passes: each is news (an alert's change of
+state; the filter once kept all but the first of a sale's alerts out of the log).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import logging
 import time
 from collections.abc import Callable
 
-__all__ = ["RepeatFilter", "install"]
+__all__ = ["EVERY_TIME", "RepeatFilter", "install"]
 
 WINDOW_S = 30.0
+EVERY_TIME = {"salewatch_every_time": True}
 
 
 class RepeatFilter(logging.Filter):
@@ -27,7 +30,7 @@ class RepeatFilter(logging.Filter):
         self._dropped: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, "salewatch_every_time", False):
             return True
         key = (record.name, str(record.msg))
         now = self._clock()

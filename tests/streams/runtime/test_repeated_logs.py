@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.runtime.repeated_logs import RepeatFilter
+from streams.runtime.repeated_logs import EVERY_TIME, RepeatFilter
 
 
 def record(
@@ -33,3 +33,18 @@ def test_other_messages_and_info_lines_pass() -> None:
     assert repeat_filter.filter(record("b %s", 1))
     assert repeat_filter.filter(record("a %s", 1, name="faust"))
     assert all(repeat_filter.filter(record("ingest: %s", i, level=logging.INFO)) for i in range(5))
+
+
+def test_a_record_marked_every_time_always_passes() -> None:
+    """Every alert's change of state is news: the filter once let one per 30 s through."""
+    repeat_filter = RepeatFilter(window_s=30, clock=lambda: 0.0)
+    logger = logging.getLogger("alerts.stage")
+    marked = [
+        logger.makeRecord(
+            logger.name, logging.WARNING, __file__, 1, "alert %s", (i,), None, extra=EVERY_TIME
+        )
+        for i in range(3)
+    ]
+    assert all(repeat_filter.filter(r) for r in marked)
+    assert repeat_filter.filter(record("alert %s", 1, name="alerts.stage"))
+    assert not repeat_filter.filter(record("alert %s", 2, name="alerts.stage"))
