@@ -224,6 +224,11 @@ def stream_time_commit(max_ts: int | None) -> str:
     return "" if max_ts is None else str(max_ts)
 
 
+def committed_stream_time(metadata: str) -> int | None:
+    """The stream time `stream_time_commit` stored (None: none, or a commit without it)."""
+    return int(metadata) if metadata else None
+
+
 class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
     """Input partitions assigned (at the start, or after a rebalance: every one is read
     again from its last commit) wait, paused, until the stream times stored with their
@@ -245,6 +250,8 @@ class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
         self.waiting |= assigned
 
     async def resume(self, progress: InputProgress) -> None:
+        if not self.waiting:  # every step asks: nothing to do but after a rebalance
+            return
         waiting = self.waiting & self._consumer.assignment()
         if not waiting:
             return
@@ -255,11 +262,12 @@ class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
         except KafkaError as exc:
             log.warning("ingest: stream times of the last commits unknown yet (%s)", exc)
             return
+        stream_times = {input_name(tp): committed_stream_time(c.metadata)
+                        for tp, c in committed.items()}  # fmt: skip
         progress.assigned(
             (input_name(tp) for tp in waiting),
-            {input_name(tp): int(offset.metadata)
-             for tp, offset in committed.items() if offset.metadata},
-        )  # fmt: skip
+            {name: ts for name, ts in stream_times.items() if ts is not None},
+        )
         self.waiting -= waiting
         self._consumer.resume(*waiting)
 
