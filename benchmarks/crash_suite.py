@@ -6,7 +6,7 @@ hold exactly the alerts the alerts topic last says are firing.
 
     python -m benchmarks.crash_suite [--faults 10] [--events 1000000] [--runs restart standby
         join-leave broker alertmanager] [--configs now static before] [--fault-every-s 30]
-        [--broker-down-s 30] [--alertmanager-down-s 60] [--baseline COMMIT]
+        [--broker-down-s 30] [--alertmanager-down-s 60] [--stall-s 6] [--baseline COMMIT]
 
 Runs (each on fresh topics, the dev stack's broker):
 - `restart`: one worker. A fault kills the worker (a new one starts at once on its data
@@ -24,6 +24,11 @@ Runs (each on fresh topics, the dev stack's broker):
   connections: it keeps its alerts, and one resolved meanwhile must not stay firing), and
   kills the worker (SIGKILL) at a random moment of the outage; a new one starts on its
   data directory.
+- `stall`: one worker; a fault holds the sale's producer for `--stall-s` (then it sends
+  what it held at once), as a store's producer stalls. Shorter than `idle_ms` (10 s), the
+  inputs hold the windows open through it and every window stays exact; longer, every
+  input is idle, the watermark follows the wall clock, and events the stall held that are
+  on time in their own partition are counted late (docs/architecture.md, "Event time").
 Every run restarts the dev stack's Alertmanager first (so what it holds at the end came
 from this run) and sells out a few hot SKUs (some restocked before the end): its workers
 send alerts through that port, re-sending firing ones every 10 s.
@@ -35,8 +40,9 @@ paced to last `--fault-every-s` per fault; faults left when it is done hit an id
 (then only /health tells). `--configs static`: a group instance id per worker (static
 membership: a restarted worker comes back under its predecessor's); `before`: the settings
 of before fast takeover (memory store, session timeout 60 s, no standby); `rocksdb`: the
-defaults on the RocksDB store; `short-idle`: `idle_ms` 2 s in the broker run too (where
-an input's producer must deliver its backlog within 2 s of the broker's return).
+defaults on the RocksDB store; `short-idle`: `idle_ms` 2 s (the broker run's producers
+must then deliver their backlog within 2 s of the broker's return, and any run's producer
+must never pause longer).
 `--baseline COMMIT`: every run again with the workers of
 that commit (the producer, faults and judge of this tree).
 Prints one row per run. Needs the local stack.
@@ -72,7 +78,7 @@ from tests.support.stack import Stack, ensure_stack, stop_service
 from tests.support.windows import difference_report, window_outcome
 from tests.support.worker import Worker, WorkerFactory, free_port
 
-RUNS = ("restart", "standby", "join-leave", "broker", "alertmanager")
+RUNS = ("restart", "standby", "join-leave", "broker", "alertmanager", "stall")
 NOW: dict[str, object] = {}  # the defaults
 BEFORE: dict[str, object] = {
     "store": "memory://",
@@ -85,7 +91,7 @@ CONFIGS = {
     "static": {STATIC_MEMBERSHIP: True},
     "rocksdb": {"store": "rocksdb://"},
     "before": BEFORE,
-    "short-idle": {"idle_ms": 2_000},  # the suite's 2 s in the broker run too
+    "short-idle": {"idle_ms": 2_000},
 }
 SERVING_TIMEOUT_S = 180.0
 # Holds its sends through a broker outage and, by default, reconnects within a second of its
@@ -177,6 +183,12 @@ class LiveRun:
     takeovers: list[float] = field(default_factory=list)
     broker_down_s: float = 30.0
     alertmanager_down_s: float = 60.0
+    stall_s: float = 6.0
+    # cleared while the sale's producer is held (a stall fault): it waits at its next batch
+    producer_may_send: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.producer_may_send.set()
 
     def start_worker(self, data_of: Worker | None = None) -> Worker:
         """A new worker; on the data directory of a stopped one (`data_of`): a restart. With
@@ -203,6 +215,21 @@ class LiveRun:
             return False
         return all(healthy(worker) for worker in self.workers)
 
+    def why_not(self, at_fault: dict[GroupPartition, int]) -> str:
+        """What `serving` found wanting: the stalled partitions, each worker's /health."""
+        try:
+            stalled = [f"{group} {tp.topic}[{tp.partition}]" for group, tp in
+                       self.progress.stalled(at_fault)]  # fmt: skip
+        except KafkaError as exc:
+            stalled = [f"unknown ({exc})"]
+        health = []
+        for worker in self.workers:
+            try:
+                health.append(worker.get("/health")[1].decode())
+            except OSError as exc:
+                health.append(repr(exc))
+        return f"stalled {stalled or 'none'}; health {health}"
+
     def fault(
         self, name: str, act: Callable[[], object], counted: bool = True, timed_after: bool = False
     ) -> None:
@@ -215,7 +242,9 @@ class LiveRun:
             started = time.monotonic()
         while not self.serving(at_fault):
             if time.monotonic() - started > SERVING_TIMEOUT_S:
-                raise AssertionError(f"not serving {SERVING_TIMEOUT_S:g} s after {name}")
+                raise AssertionError(
+                    f"not serving {SERVING_TIMEOUT_S:g} s after {name}: {self.why_not(at_fault)}"
+                )
             time.sleep(0.25)
         took = time.monotonic() - started
         print(f"  {name}: serving again after {took:.1f} s", file=sys.stderr, flush=True)
@@ -272,6 +301,15 @@ def join_leave_fault(run: LiveRun) -> None:
         run.fault("leave", leave)
 
 
+def stall_fault(run: LiveRun) -> None:
+    def stall() -> None:
+        run.producer_may_send.clear()
+        time.sleep(run.stall_s)
+        run.producer_may_send.set()  # it catches up: the held events come at once
+
+    run.fault("producer stall", stall, timed_after=True)
+
+
 def broker_fault(run: LiveRun) -> None:
     def outage() -> None:
         stop_service("kafka")
@@ -302,14 +340,13 @@ def alertmanager_fault(run: LiveRun) -> None:
     run.fault(f"{name} with a kill", outage, timed_after=True)
 
 
-# per run: workers at the start, a fault, and worker settings over the suite's. The broker
-# run keeps the default `idle_ms` (10 s, not the suite's 2 s): the margin for the producers'
-# backlog to come once the broker answers again.
+# per run: workers at the start, a fault, and worker settings over the suite's
 FAULTS: dict[str, tuple[int, Callable[[LiveRun], None], dict[str, object]]] = {
     "restart": (1, restart_fault, {}),
     "standby": (2, standby_fault, {}),
     "join-leave": (1, join_leave_fault, {}),
-    "broker": (1, broker_fault, {"idle_ms": 10_000}),
+    "broker": (1, broker_fault, {}),
+    "stall": (1, stall_fault, {}),
     "alertmanager": (1, alertmanager_fault, {}),
 }
 
@@ -319,6 +356,7 @@ def crash_run(
     settings: dict[str, object], seed: int = 1, fault_every_s: float = 30.0,
     check_stock: bool = True, broker_down_s: float = 30.0, alertmanager_down_s: float = 60.0,
     source: Path | None = None, reconnect_max_ms: int = RECONNECT_BACKOFF_MAX_MS,
+    stall_s: float = 6.0,
 ) -> dict[str, object]:  # fmt: skip
     """Produce `sale` paced over about `faults` x `fault_every_s` seconds, do a fault at a
     random moment of every such stretch, then judge the windows, the stock and the alerts.
@@ -331,10 +369,21 @@ def crash_run(
     speed = sale.config.duration_s / (faults * fault_every_s)
     rng = random.Random(seed)
     produced: list[Exception] = []  # the producer's failure, if any
+    stop_service("alertmanager")  # it forgets its alerts: what it holds at the end is ours
+    ensure_stack()
+    alertmanager = Forwarder(free_port(), stack.alertmanager_url)
+    alertmanager.up()
+    worker_settings = {**SETTINGS, "alertmanager_url": alertmanager.url,
+                       "alert_resend_s": ALERT_RESEND_S, **run_defaults, **settings}  # fmt: skip
+    progress = Progress(factory)
+    run = LiveRun(factory, worker_settings, progress, rng, alertmanager,
+                  broker_down_s=broker_down_s, alertmanager_down_s=alertmanager_down_s,
+                  stall_s=stall_s)  # fmt: skip
 
     def produce_sale() -> None:
         try:  # a broker outage holds sends for its length: the producer waits, then retries
             produce(sale, stack.kafka_bootstrap, factory.topic_prefix, speed,
+                    progress=lambda _sent, _total: run.producer_may_send.wait(),
                     producer_options={**OUTAGE_PATIENT_PRODUCER,
                                       "reconnect_backoff_max_ms": reconnect_max_ms})  # fmt: skip
         except Exception as exc:  # told after the join
@@ -344,15 +393,6 @@ def crash_run(
         target=produce_sale,
         daemon=True,  # an interrupted run stops without producing to its end
     )
-    stop_service("alertmanager")  # it forgets its alerts: what it holds at the end is ours
-    ensure_stack()
-    alertmanager = Forwarder(free_port(), stack.alertmanager_url)
-    alertmanager.up()
-    worker_settings = {**SETTINGS, "alertmanager_url": alertmanager.url,
-                       "alert_resend_s": ALERT_RESEND_S, **run_defaults, **settings}  # fmt: skip
-    progress = Progress(factory)
-    run = LiveRun(factory, worker_settings, progress, rng, alertmanager,
-                  broker_down_s=broker_down_s, alertmanager_down_s=alertmanager_down_s)  # fmt: skip
     try:
         for _ in range(starting):
             factory.wait_healthy(run.start_worker(), timeout=120)
@@ -440,6 +480,8 @@ def main() -> None:
                         help="how long a broker fault keeps the broker stopped")  # fmt: skip
     parser.add_argument("--alertmanager-down-s", type=float, default=60.0,
                         help="how long an alertmanager fault keeps it away")  # fmt: skip
+    parser.add_argument("--stall-s", type=float, default=6.0,
+                        help="how long a stall fault holds the sale's producer")  # fmt: skip
     parser.add_argument("--baseline", help="a commit: each run again with its workers")
     parser.add_argument("--producer-reconnect-max-ms", type=int,
                         default=RECONNECT_BACKOFF_MAX_MS,
@@ -461,6 +503,7 @@ def main() -> None:
                                 settings, seed=args.seed, fault_every_s=args.fault_every_s,
                                 broker_down_s=args.broker_down_s,
                                 alertmanager_down_s=args.alertmanager_down_s, source=source,
+                                stall_s=args.stall_s,
                                 reconnect_max_ms=args.producer_reconnect_max_ms)  # fmt: skip
                 row = {"settings": label + at, **row}
                 if header:
