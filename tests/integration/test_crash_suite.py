@@ -5,8 +5,8 @@ SERVING_TIMEOUT_S: the takeover target of 15 s is the long suite's to measure, a
 test machine takes longer), and every window comes out once, equal to the truth
 (docs/architecture.md, "After a crash"), and Alertmanager holds exactly the alerts the
 alerts topic last says are firing. The stock after kills is the long suite's to judge.
-Last, the broker itself is stopped and started mid-sale, and Alertmanager goes away with a
-kill inside."""
+Then the sale's producer stalls, the broker itself is stopped and started mid-sale, and
+Alertmanager goes away with a kill inside."""
 
 from __future__ import annotations
 
@@ -55,6 +55,20 @@ def test_with_static_membership_a_killed_worker_restarted_under_its_id_serves_wi
     )
     assert row["faults"] == "1 kill worker, 1 kill stage 1", row
     assert row["takeover max s"] < 30, row
+    assert outcome(row) == EXACT and alerts_delivered(row), row
+
+
+def test_a_producer_stalled_shorter_than_idle_ms_changes_no_window(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The sale's producer held 6 s mid-sale, then sending what it held at once: within
+    `idle_ms` (10 s) no input counts idle, so no window closes over the held events. With
+    `idle_ms` 2 s this run comes out short (docs/architecture.md, "Event time")."""
+    sale = scenario(events=30_000)
+    row = crash_run(
+        stack, tmp_path, sale, "stall", 1, NOW, seed=7, fault_every_s=20, check_stock=False
+    )
+    assert row["faults"] == "1 producer stall", row
     assert outcome(row) == EXACT and alerts_delivered(row), row
 
 
