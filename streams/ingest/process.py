@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
+import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -56,6 +58,10 @@ PRODUCER_STOP_TIMEOUT_S = 10.0
 # Pauses before reading again from the last commit after failed sends, one per failure in a
 # row; one failure more and the process gives up.
 RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+# A step longer than this is stuck: the longest legitimate one, with the broker away, waits
+# DELIVERY_TIMEOUT_S for acknowledgements and a request timeout (40 s) for a position.
+STEP_STUCK_S = 120.0
+STUCK_EXIT_CODE = 70  # the worker logs it and starts a new process
 
 
 class DeliveryFailed(SalewatchError):
@@ -272,6 +278,43 @@ class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer.resume(*waiting)
 
 
+class StepWatch:
+    """Notices a loop step that never ends (an await that never returns): it logs the
+    stacks of every task, so the log says where it hung, then calls `on_stuck`."""
+
+    def __init__(self, stuck_s: float, on_stuck: Callable[[], object]) -> None:
+        self._stuck_s = stuck_s
+        self._on_stuck = on_stuck
+        self._began = time.monotonic()
+
+    def began(self) -> None:
+        """A step (or a recovery pause) begins: the loop is alive."""
+        self._began = time.monotonic()
+
+    async def watch_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._stuck_s / 10)
+            took_s = time.monotonic() - self._began
+            if took_s > self._stuck_s:
+                log.critical(
+                    "ingest: a step has not ended in %.0f s; stopping, the worker starts a new "
+                    "process. Where each task waits:\n%s",
+                    took_s,
+                    task_stacks(),
+                )
+                self._on_stuck()
+                return
+
+
+def task_stacks() -> str:
+    stacks = []
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(file=out)
+        stacks.append(out.getvalue())
+    return "\n".join(stacks)
+
+
 class IngestLoop:
     """Read, validate, route; commit what Kafka acknowledged, read again what it did not."""
 
@@ -302,6 +345,8 @@ class IngestLoop:
         self._failures = 0  # failed deliveries since the last commit
         self._last_report = self._last_commit = 0.0
         self._stopping = False
+        # exits at once: what was read since the last commit is read again, as after a kill
+        self._watch = StepWatch(STEP_STUCK_S, lambda: os._exit(STUCK_EXIT_CODE))
 
     def stop(self) -> None:
         """Finish the step under way, then close: the producer sends what it still holds."""
@@ -313,14 +358,17 @@ class IngestLoop:
         log.info("ingest: reading %s", ", ".join(self._ingestor.topic_names))
         # beside the loop, which may wait up to DELIVERY_TIMEOUT_S for acknowledgements
         probe = asyncio.create_task(self._probe_forever())
+        watch = asyncio.create_task(self._watch.watch_forever())
         try:
             while not self._stopping and not self._link.closed_by_worker():
+                self._watch.began()
                 try:
                     await self._step()
                 except DeliveryFailed as failure:
                     await self._recover(failure)
         finally:
             probe.cancel()
+            watch.cancel()
             await self._consumer.stop()
             await self._output.stop()
 
@@ -420,6 +468,7 @@ class IngestLoop:
                 pause_s,
             )
             await asyncio.sleep(pause_s)
+            self._watch.began()
             try:
                 await self._output.restart()
                 break

@@ -21,6 +21,7 @@ from streams.ingest.process import (
     DeliveryFailed,
     IngestLoop,
     RoutedProducer,
+    StepWatch,
     WorkerLink,
 )
 from streams.ingest.supervisor import IngestServer
@@ -223,3 +224,24 @@ async def test_a_commit_carries_each_stream_time_unless_prepared_across_a_rebala
     loop._consumer = loop._resuming._consumer = moving  # type: ignore[assignment]
     with pytest.raises(IllegalStateError):
         await loop._offsets_with_stream_time()
+
+
+async def test_a_step_that_never_ends_is_noticed_with_where_it_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stuck: list[bool] = []
+    watch = StepWatch(0.2, lambda: stuck.append(True))
+
+    async def a_step_that_never_ends() -> None:
+        await asyncio.Event().wait()
+
+    step = asyncio.create_task(a_step_that_never_ends())
+    watching = asyncio.create_task(watch.watch_forever())
+    for _ in range(5):  # steps that end in time keep it quiet
+        await asyncio.sleep(0.1)
+        watch.began()
+    assert not stuck
+    await asyncio.wait_for(watching, 1.0)
+    step.cancel()
+    assert stuck == [True]
+    assert "a_step_that_never_ends" in caplog.text
