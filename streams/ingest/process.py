@@ -12,7 +12,9 @@ only once every send before it is acknowledged (in the background, while the loo
 a report that arrives never speaks for an event lost on the way. A send Kafka refused is never
 skipped: nothing is committed, the producer is replaced and the inputs are read again from
 the last commit, with growing pauses; after the last one the process gives up and the worker
-starts a new one. A closed pipe means the worker is gone, so this process stops too.
+starts a new one. A closed pipe means the worker is gone, so this process stops too; so
+does a process whose loop step has not ended in STEP_STUCK_S, with where each task waits in
+its log (`StepWatch`).
 """
 
 from __future__ import annotations
