@@ -6,7 +6,8 @@ hold exactly the alerts the alerts topic last says are firing.
 
     python -m benchmarks.crash_suite [--faults 10] [--events 1000000] [--runs restart standby
         join-leave broker alertmanager] [--configs now static before] [--fault-every-s 30]
-        [--broker-down-s 30] [--alertmanager-down-s 60] [--stall-s 6] [--baseline COMMIT]
+        [--broker-down-s 30] [--alertmanager-down-s 60] [--stall-s 6] [--stall-at-s S]
+        [--baseline COMMIT]
 
 Runs (each on fresh topics, the dev stack's broker):
 - `restart`: one worker. A fault kills the worker (a new one starts at once on its data
@@ -24,8 +25,10 @@ Runs (each on fresh topics, the dev stack's broker):
   connections: it keeps its alerts, and one resolved meanwhile must not stay firing), and
   kills the worker (SIGKILL) at a random moment of the outage; a new one starts on its
   data directory.
+- `stage-1`: one worker; a fault kills its stage-1 process (the worker starts another).
 - `stall`: one worker; a fault holds the sale's producer for `--stall-s` (then it sends
-  what it held at once), as a store's producer stalls. Shorter than `idle_ms` (10 s), the
+  what it held at once), as a store's producer stalls, `--stall-at-s` into production (by
+  default at the fault's random moment). Shorter than `idle_ms` (10 s), the
   inputs hold the windows open through it and every window stays exact; longer, every
   input is idle, the watermark follows the wall clock, and events the stall held that are
   on time in their own partition are counted late (docs/architecture.md, "Event time").
@@ -78,7 +81,7 @@ from tests.support.stack import Stack, ensure_stack, stop_service
 from tests.support.windows import difference_report, window_outcome
 from tests.support.worker import Worker, WorkerFactory, free_port
 
-RUNS = ("restart", "standby", "join-leave", "broker", "alertmanager", "stall")
+RUNS = ("restart", "standby", "join-leave", "broker", "alertmanager", "stall", "stage-1")
 NOW: dict[str, object] = {}  # the defaults
 BEFORE: dict[str, object] = {
     "store": "memory://",
@@ -184,6 +187,8 @@ class LiveRun:
     broker_down_s: float = 30.0
     alertmanager_down_s: float = 60.0
     stall_s: float = 6.0
+    stall_at_s: float | None = None  # into production (None: at the fault's random moment)
+    production_began: float = 0.0  # monotonic
     # cleared while the sale's producer is held (a stall fault): it waits at its next batch
     producer_may_send: threading.Event = field(default_factory=threading.Event)
 
@@ -302,6 +307,9 @@ def join_leave_fault(run: LiveRun) -> None:
 
 
 def stall_fault(run: LiveRun) -> None:
+    if run.stall_at_s is not None:
+        time.sleep(max(0.0, run.production_began + run.stall_at_s - time.monotonic()))
+
     def stall() -> None:
         run.producer_may_send.clear()
         time.sleep(run.stall_s)
@@ -347,6 +355,7 @@ FAULTS: dict[str, tuple[int, Callable[[LiveRun], None], dict[str, object]]] = {
     "join-leave": (1, join_leave_fault, {}),
     "broker": (1, broker_fault, {}),
     "stall": (1, stall_fault, {}),
+    "stage-1": (1, LiveRun.kill_stage_1, {}),
     "alertmanager": (1, alertmanager_fault, {}),
 }
 
@@ -356,7 +365,7 @@ def crash_run(
     settings: dict[str, object], seed: int = 1, fault_every_s: float = 30.0,
     check_stock: bool = True, broker_down_s: float = 30.0, alertmanager_down_s: float = 60.0,
     source: Path | None = None, reconnect_max_ms: int = RECONNECT_BACKOFF_MAX_MS,
-    stall_s: float = 6.0,
+    stall_s: float = 6.0, stall_at_s: float | None = None,
 ) -> dict[str, object]:  # fmt: skip
     """Produce `sale` paced over about `faults` x `fault_every_s` seconds, do a fault at a
     random moment of every such stretch, then judge the windows, the stock and the alerts.
@@ -378,7 +387,7 @@ def crash_run(
     progress = Progress(factory)
     run = LiveRun(factory, worker_settings, progress, rng, alertmanager,
                   broker_down_s=broker_down_s, alertmanager_down_s=alertmanager_down_s,
-                  stall_s=stall_s)  # fmt: skip
+                  stall_s=stall_s, stall_at_s=stall_at_s)  # fmt: skip
 
     def produce_sale() -> None:
         try:  # a broker outage holds sends for its length: the producer waits, then retries
@@ -396,6 +405,7 @@ def crash_run(
     try:
         for _ in range(starting):
             factory.wait_healthy(run.start_worker(), timeout=120)
+        run.production_began = time.monotonic()
         producing.start()
         while len(run.faults) < faults:  # once production is done, on an idle pipeline
             time.sleep(rng.uniform(1.0, 8.0))  # a random moment of processing
@@ -482,6 +492,11 @@ def main() -> None:
                         help="how long an alertmanager fault keeps it away")  # fmt: skip
     parser.add_argument("--stall-s", type=float, default=6.0,
                         help="how long a stall fault holds the sale's producer")  # fmt: skip
+    parser.add_argument(
+        "--stall-at-s",
+        type=float,
+        help="seconds into production a stall begins (default: at random)",
+    )
     parser.add_argument("--baseline", help="a commit: each run again with its workers")
     parser.add_argument("--producer-reconnect-max-ms", type=int,
                         default=RECONNECT_BACKOFF_MAX_MS,
@@ -503,7 +518,7 @@ def main() -> None:
                                 settings, seed=args.seed, fault_every_s=args.fault_every_s,
                                 broker_down_s=args.broker_down_s,
                                 alertmanager_down_s=args.alertmanager_down_s, source=source,
-                                stall_s=args.stall_s,
+                                stall_s=args.stall_s, stall_at_s=args.stall_at_s,
                                 reconnect_max_ms=args.producer_reconnect_max_ms)  # fmt: skip
                 row = {"settings": label + at, **row}
                 if header:
