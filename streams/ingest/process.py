@@ -258,10 +258,8 @@ class ResumeFromCommits(ConsumerRebalanceListener):  # type: ignore[misc]
         self.waiting |= assigned
 
     async def resume(self, progress: InputProgress) -> None:
-        if not self.waiting:  # every step asks: nothing to do but after a rebalance
-            return
         waiting = self.waiting & self._consumer.assignment()
-        if not waiting:
+        if not waiting:  # every step asks: nothing to do but after a rebalance
             return
         try:
             # aiokafka's consumer gives the committed offset alone; its coordinator has the
@@ -302,13 +300,13 @@ class StepWatch:
                     "ingest: a step has not ended in %.0f s; stopping, the worker starts a new "
                     "process. Where each task waits:\n%s",
                     took_s,
-                    task_stacks(),
+                    _task_stacks(),
                 )
                 self._on_stuck()
                 return
 
 
-def task_stacks() -> str:
+def _task_stacks() -> str:
     stacks = []
     for task in asyncio.all_tasks():
         out = io.StringIO()
