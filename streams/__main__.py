@@ -6,6 +6,7 @@ import sys
 
 from streams.contract.errors import ConfigError
 from streams.runtime.app import build_app
+from streams.runtime.collector import freeze_startup_objects
 from streams.runtime.settings import load_settings
 
 
@@ -14,6 +15,7 @@ def main() -> None:
         app = build_app(load_settings())
     except ConfigError as exc:
         sys.exit(f"salewatch: {exc}")
+    freeze_startup_objects()
     app.main()
 
 

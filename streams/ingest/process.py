@@ -39,6 +39,7 @@ from streams.contract.errors import SalewatchError
 from streams.eventtime import InputProgress, input_name
 from streams.ingest.ingestor import IngestCounts, Ingestor, IngestResult, encode_chunks
 from streams.runtime import producing, repeated_logs
+from streams.runtime.collector import freeze_startup_objects
 from streams.runtime.settings import Settings
 from streams.runtime.topics import METADATA_MAX_AGE_MS
 
@@ -491,6 +492,7 @@ def main(settings: Settings, connection: Connection, log_level: int) -> None:
     repeated_logs.install()
     producing.install()
     link = WorkerLink(connection)
+    freeze_startup_objects()
 
     async def until_stopped() -> None:
         ingest = IngestLoop(settings, link)
