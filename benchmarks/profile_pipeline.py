@@ -1,10 +1,14 @@
-"""Where each microsecond per event goes: py-spy over one worker reading a preloaded sale.
+"""Where each microsecond per event goes: py-spy over one worker reading a sale.
 
     python -m benchmarks.profile_pipeline [--events 300000] [--inputs batched|single]
+        [--paced-rate 14000]
 
 Preloads the inputs as benchmarks/end_to_end.py does, starts one worker and samples its
 two processes (stage 1; the worker with stages 2 and 3) with py-spy (`--nonblocking`,
-100 Hz) from its start until the sale's last final window is out. Prints per process the
+100 Hz) from its start until the sale's last final window is out. With `--paced-rate`
+the sale is produced live at that rate instead, into a worker that already serves, and
+sampled from the first send (a live sale comes in smaller batches than a backlog: the
+per-batch costs weigh more per event). Prints per process the
 CPU microseconds per event (from /proc, over the same span) and how they split: by area
 (our packages, Faust, aiokafka, pydantic, ...) and the functions with the most samples of
 their own. The text summary goes to docs/profile.md by hand.
@@ -21,8 +25,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.end_to_end import last_window_timestamp, preload, scenario_of
+from benchmarks.end_to_end import (
+    DURATION_S,
+    arrival_of,
+    last_window_timestamp,
+    preload,
+    scenario_of,
+    send_closers,
+)
 from benchmarks.process_usage import children, cpu_seconds
+from simulator import send
 from tests.support.kafka import delete_topics
 from tests.support.stack import REPO, ensure_stack
 from tests.support.worker import WorkerFactory
@@ -94,18 +106,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--inputs", choices=("batched", "single"), default="batched")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--paced-rate", type=float, default=0, help="live, events/s; 0: preloaded")
     args = parser.parse_args()
     py_spy = Path(sys.executable).with_name("py-spy")
     stack = ensure_stack()
     scenario = scenario_of(args.events, seed=3)
-    inputs = preload(stack, scenario, args.inputs, args.batch, naive=False)
+    paced = args.paced_rate > 0
+    preloaded = None if paced else preload(stack, scenario, args.inputs, args.batch, naive=False)
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
             factory = WorkerFactory(stack, tmp / "w")
             factory.tmp.mkdir(parents=True)
+            prefix = preloaded.prefix if preloaded else factory.topic_prefix
             try:
-                worker = factory.start(False, topic_prefix=inputs.prefix)
+                worker = factory.start(False, topic_prefix=prefix)
                 pids: dict[str, int] = {"worker": worker.process.pid}
                 deadline = time.monotonic() + 30
                 while not children(worker.process.pid, "spawn_main"):
@@ -113,23 +128,31 @@ def main() -> None:
                         raise TimeoutError("stage 1 did not start")
                     time.sleep(0.01)
                 pids["stage 1"] = children(worker.process.pid, "spawn_main")[0]
+                if paced:  # the sale only, not the worker's start
+                    factory.wait_healthy(worker)
                 cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 spies = {name: spy(py_spy, pid, tmp / f"{pid}.txt") for name, pid in pids.items()}
+                if paced:
+                    speed = DURATION_S * args.paced_rate / len(scenario)
+                    messages = arrival_of(args.inputs, args.batch, speed).messages(scenario)
+                    send(messages, stack.kafka_bootstrap, prefix, speed)
+                    send_closers(stack.kafka_bootstrap, prefix, scenario)
                 factory.wait_healthy(worker)
-                last_window_timestamp(
-                    stack.kafka_bootstrap, factory.output_topic("windows"), inputs.windows, 600
-                )
+                last_window_timestamp(stack.kafka_bootstrap, factory.output_topic("windows"),
+                                      frozenset(scenario.truth.windows), 600)  # fmt: skip
                 cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
                 for recorder in spies.values():
                     recorder.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
                     recorder.wait(60)
             finally:
                 factory.stop_all()
+            how = f"paced at {args.paced_rate:,.0f} events/s" if paced else "preloaded"
             for name, pid in pids.items():
-                print(f"\n### {name} ({args.inputs} input)\n")
-                print(summarise(tmp / f"{pid}.txt", cpu[name], inputs.events))
+                print(f"\n### {name} ({args.inputs} input, {how})\n")
+                print(summarise(tmp / f"{pid}.txt", cpu[name], len(scenario)))
     finally:
-        delete_topics(stack.kafka_bootstrap, [inputs.prefix])
+        if preloaded:
+            delete_topics(stack.kafka_bootstrap, [preloaded.prefix])
 
 
 if __name__ == "__main__":
