@@ -137,7 +137,8 @@ def main() -> None:
                     messages = arrival_of(args.inputs, args.batch, speed).messages(scenario)
                     send(messages, stack.kafka_bootstrap, prefix, speed)
                     send_closers(stack.kafka_bootstrap, prefix, scenario)
-                factory.wait_healthy(worker)
+                else:
+                    factory.wait_healthy(worker)
                 last_window_timestamp(stack.kafka_bootstrap, factory.output_topic("windows"),
                                       frozenset(scenario.truth.windows), 600)  # fmt: skip
                 cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
